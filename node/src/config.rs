@@ -1,0 +1,490 @@
+//! The node's configuration.
+//!
+//! One struct, [`Config`], with a doc comment per key and every default in [`Config::default`].
+//! A node's configuration is built in layers, each overriding the one before:
+//!
+//! 1. the defaults;
+//! 2. the YAML file given with `--config` (Cassandra's key names where one exists);
+//! 3. environment variables `RINGDB_<KEY>` (the key in upper case, e.g. `RINGDB_NUM_TOKENS=8`);
+//! 4. `--set key=value` arguments, in order.
+//!
+//! Values from the environment and from `--set` are read as YAML scalars, so `8`, `true` and
+//! `127.0.0.1` mean what they look like; `seeds` also accepts a comma-separated list.
+//!
+//! Unknown keys in the file or in `--set`, and bad values anywhere, are rejected with an error that
+//! names the key. Environment variables with the `RINGDB_` prefix that are not configuration keys
+//! are ignored (the environment is shared with other tools, e.g. `RINGDB_BIN` in tests) but
+//! reported at start so that a misspelled variable does not go unnoticed.
+//!
+//! `deploy/ringdb.yaml` is the commented example; a test parses it so it cannot drift.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// How the node makes writes durable (see [`crate::commitlog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommitlogSync {
+    /// Acknowledge a write only once it is on disk (group commit).
+    Batch,
+    /// Acknowledge at once; flush to disk every `commitlog_sync_period_ms`.
+    Periodic,
+}
+
+/// Everything a node can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Name of the cluster; nodes refuse to talk to nodes of another cluster.
+    pub cluster_name: String,
+    /// Address for internode traffic (gossip and data verbs, QUIC over UDP).
+    pub listen_address: IpAddr,
+    /// Port for internode traffic (UDP).
+    pub storage_port: u16,
+    /// Address the CQL native protocol listens on (Cassandra's `rpc_address`).
+    pub native_transport_address: IpAddr,
+    /// Port of the CQL native protocol (TCP).
+    pub native_transport_port: u16,
+    /// Largest native-protocol frame accepted, e.g. `256MiB` or a number of bytes. A larger frame
+    /// gets a protocol error and the connection is closed.
+    #[serde(deserialize_with = "deserialize_byte_size", serialize_with = "serialize_byte_size")]
+    pub native_transport_max_frame_size: u64,
+    /// Requests processed at once on one connection; past it the node stops reading from that
+    /// connection until one finishes (back-pressure, nothing is dropped).
+    pub native_transport_max_requests_per_connection: u32,
+    /// Client connections accepted at once; further connections are closed at once.
+    pub native_transport_max_connections: u32,
+    /// Seed nodes, `host[:port]`, contacted first to join the cluster. A list, or a
+    /// comma-separated string.
+    #[serde(deserialize_with = "deserialize_seeds")]
+    pub seeds: Vec<String>,
+    /// Directory holding the node's data (sled database, host id, schema).
+    pub data_dir: PathBuf,
+    /// Datacenter of this node.
+    pub dc: String,
+    /// Rack of this node within its datacenter.
+    pub rack: String,
+    /// Number of virtual-node tokens this node owns on the ring (1..=1024).
+    pub num_tokens: u32,
+    /// `batch`: acknowledge writes once durable; `periodic`: flush every
+    /// `commitlog_sync_period_ms` (a crash loses at most that window).
+    pub commitlog_sync: CommitlogSync,
+    /// Flush period for `commitlog_sync: periodic`, milliseconds.
+    pub commitlog_sync_period_ms: u64,
+    /// Memory the storage engine may use as cache, MiB.
+    pub storage_cache_size_mb: u64,
+    /// Port of the Prometheus `/metrics` endpoint on `native_transport_address`; 0 disables it.
+    pub prometheus_port: u16,
+    /// Log filter when `RUST_LOG` is not set (`error`, `warn`, `info`, `debug`, `trace`, or a
+    /// `tracing` filter directive such as `info,ringdb_node=debug`).
+    pub log_level: String,
+    /// How long a coordinator waits for write acknowledgements, milliseconds.
+    pub write_request_timeout_ms: u64,
+    /// How long a coordinator waits for read responses, milliseconds.
+    pub read_request_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Config {
+            cluster_name: "ringdb".to_string(),
+            listen_address: loopback,
+            storage_port: 7000,
+            native_transport_address: loopback,
+            native_transport_port: 9042,
+            native_transport_max_frame_size: 256 * 1024 * 1024,
+            native_transport_max_requests_per_connection: 1024,
+            native_transport_max_connections: 4096,
+            seeds: Vec::new(),
+            data_dir: PathBuf::from("ringdb-data"),
+            dc: "dc1".to_string(),
+            rack: "rack1".to_string(),
+            num_tokens: 16,
+            commitlog_sync: CommitlogSync::Periodic,
+            commitlog_sync_period_ms: 1000,
+            storage_cache_size_mb: 256,
+            prometheus_port: 9500,
+            log_level: "info".to_string(),
+            write_request_timeout_ms: 2000,
+            read_request_timeout_ms: 5000,
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("unknown config key `{key}` (from {source_name}); known keys: {known}")]
+    UnknownKey { key: String, source_name: String, known: String },
+    #[error("bad value for config key `{key}` (from {source_name}): {message}")]
+    BadValue { key: String, source_name: String, message: String },
+    #[error("--set takes key=value, got `{0}`")]
+    BadSet(String),
+}
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone)]
+enum Source {
+    File(PathBuf),
+    Env(String),
+    Set,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Set => f.write_str("--set"),
+        }
+    }
+}
+
+/// The result of loading: the configuration, and warnings to log once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Names of every configuration key, in declaration order.
+    pub fn keys() -> Vec<String> {
+        match serde_yaml::to_value(Config::default()) {
+            Ok(serde_yaml::Value::Mapping(m)) => {
+                m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Builds the configuration from the defaults, an optional YAML file, the given environment
+    /// (`RINGDB_*` variables) and `--set key=value` overrides.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Loaded, ConfigError> {
+        let keys = Config::keys();
+        let mut warnings = Vec::new();
+        // Each value with where it came from; later layers replace earlier ones.
+        let mut layered: BTreeMap<String, (serde_yaml::Value, Source)> = BTreeMap::new();
+
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
+            let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+                ConfigError::File { path: path.to_path_buf(), message: e.to_string() }
+            })?;
+            match value {
+                serde_yaml::Value::Null => {}
+                serde_yaml::Value::Mapping(map) => {
+                    for (k, v) in map {
+                        let Some(key) = k.as_str() else {
+                            return Err(ConfigError::File {
+                                path: path.to_path_buf(),
+                                message: format!("keys must be strings, got {k:?}"),
+                            });
+                        };
+                        layered.insert(key.to_string(), (v, Source::File(path.to_path_buf())));
+                    }
+                }
+                _ => {
+                    return Err(ConfigError::File {
+                        path: path.to_path_buf(),
+                        message: "expected a mapping of key: value".to_string(),
+                    })
+                }
+            }
+        }
+
+        let mut env: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with("RINGDB_")).collect();
+        env.sort();
+        for (var, raw) in env {
+            let key = var["RINGDB_".len()..].to_ascii_lowercase();
+            if keys.contains(&key) {
+                layered.insert(key, (scalar(&raw), Source::Env(var)));
+            } else if !NON_CONFIG_ENV.contains(&var.as_str()) {
+                warnings.push(format!("ignoring environment variable {var}: not a config key"));
+            }
+        }
+
+        for set in sets {
+            let (key, raw) = set.split_once('=').ok_or_else(|| ConfigError::BadSet(set.clone()))?;
+            layered.insert(key.trim().to_string(), (scalar(raw.trim()), Source::Set));
+        }
+
+        // Check every key and value on its own first, so that errors name the key and the
+        // layer it came from; then build the whole struct.
+        let mut map = serde_yaml::Mapping::new();
+        for (key, (value, source)) in &layered {
+            if !keys.contains(key) {
+                return Err(ConfigError::UnknownKey {
+                    key: key.clone(),
+                    source_name: source.to_string(),
+                    known: keys.join(", "),
+                });
+            }
+            let mut single = serde_yaml::Mapping::new();
+            single.insert(serde_yaml::Value::String(key.clone()), value.clone());
+            if let Err(e) = serde_yaml::from_value::<Config>(serde_yaml::Value::Mapping(single)) {
+                return Err(ConfigError::BadValue {
+                    key: key.clone(),
+                    source_name: source.to_string(),
+                    message: strip_serde_location(&e.to_string()),
+                });
+            }
+            map.insert(serde_yaml::Value::String(key.clone()), value.clone());
+        }
+        let config: Config =
+            serde_yaml::from_value(serde_yaml::Value::Mapping(map)).map_err(|e| {
+                ConfigError::BadValue {
+                    key: "?".to_string(),
+                    source_name: "combined configuration".to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        config.validate(&layered)?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Checks relations and ranges serde cannot express.
+    fn validate(
+        &self,
+        sources: &BTreeMap<String, (serde_yaml::Value, Source)>,
+    ) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::BadValue {
+            key: key.to_string(),
+            source_name: sources
+                .get(key)
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_else(|| "defaults".to_string()),
+            message,
+        };
+        if self.cluster_name.trim().is_empty() {
+            return Err(bad("cluster_name", "must not be empty".into()));
+        }
+        if !(1..=1024).contains(&self.num_tokens) {
+            return Err(bad("num_tokens", format!("{} is not in 1..=1024", self.num_tokens)));
+        }
+        if self.commitlog_sync_period_ms == 0 {
+            return Err(bad("commitlog_sync_period_ms", "must be at least 1".into()));
+        }
+        if self.native_transport_max_frame_size < 1024 {
+            return Err(bad(
+                "native_transport_max_frame_size",
+                format!("{} bytes is too small (at least 1KiB)", self.native_transport_max_frame_size),
+            ));
+        }
+        if self.native_transport_max_frame_size > (1 << 31) {
+            return Err(bad(
+                "native_transport_max_frame_size",
+                "at most 2GiB (the protocol's length field is a signed 32-bit int)".into(),
+            ));
+        }
+        if self.native_transport_max_requests_per_connection == 0 {
+            return Err(bad("native_transport_max_requests_per_connection", "must be at least 1".into()));
+        }
+        if self.native_transport_max_connections == 0 {
+            return Err(bad("native_transport_max_connections", "must be at least 1".into()));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(bad("data_dir", "must not be empty".into()));
+        }
+        for (key, value) in [("dc", &self.dc), ("rack", &self.rack)] {
+            if value.trim().is_empty() {
+                return Err(bad(key, "must not be empty".into()));
+            }
+        }
+        for (key, value) in
+            [("write_request_timeout_ms", self.write_request_timeout_ms), ("read_request_timeout_ms", self.read_request_timeout_ms)]
+        {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
+        for seed in &self.seeds {
+            if seed.trim().is_empty() {
+                return Err(bad("seeds", "empty seed address".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `RINGDB_*` variables that are not configuration keys but are known to the project's tools.
+const NON_CONFIG_ENV: &[&str] = &["RINGDB_BIN", "RINGDB_LOG"];
+
+/// Reads a value given as text (environment, `--set`) as a YAML scalar.
+fn scalar(raw: &str) -> serde_yaml::Value {
+    if raw.is_empty() {
+        return serde_yaml::Value::String(String::new());
+    }
+    match serde_yaml::from_str::<serde_yaml::Value>(raw) {
+        Ok(v @ (serde_yaml::Value::Bool(_) | serde_yaml::Value::Number(_))) => v,
+        // Anything else (including YAML that happens to parse as a list or a map) is a string:
+        // the struct's own deserializers decide what strings mean.
+        _ => serde_yaml::Value::String(raw.to_string()),
+    }
+}
+
+/// serde_yaml errors about a one-key mapping carry a location that means nothing to the user.
+fn strip_serde_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn deserialize_seeds<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seeds {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Seeds::deserialize(d)? {
+        Seeds::List(list) => list,
+        Seeds::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+/// Parses `256MiB`, `64KiB`, `1GiB`, `1000000` (bytes) and the same with `MB`/`KB`/`GB`/`B`.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as 256MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn deserialize_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(t) => parse_byte_size(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+fn serialize_byte_size<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(*v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: Option<&str>, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringdb.yaml");
+        if let Some(y) = yaml {
+            std::fs::write(&path, y).unwrap();
+        }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(yaml.map(|_| path.as_path()), env, &sets).map(|l| l.config)
+    }
+
+    #[test]
+    fn defaults_without_any_source() {
+        assert_eq!(load(None, &[], &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let c = load(
+            Some("num_tokens: 4\ndc: east\ncluster_name: prod\n"),
+            &[("RINGDB_NUM_TOKENS", "8"), ("RINGDB_RACK", "r9")],
+            &["num_tokens=12", "seeds=10.0.0.1:7000, 10.0.0.2"],
+        )
+        .unwrap();
+        assert_eq!(c.num_tokens, 12);
+        assert_eq!(c.dc, "east");
+        assert_eq!(c.rack, "r9");
+        assert_eq!(c.cluster_name, "prod");
+        assert_eq!(c.seeds, vec!["10.0.0.1:7000", "10.0.0.2"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let e = load(Some("num_tokenz: 4\n"), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("num_tokenz"), "{e}");
+        let e = load(None, &[], &["bogus=1"]).unwrap_err().to_string();
+        assert!(e.contains("bogus") && e.contains("--set"), "{e}");
+    }
+
+    #[test]
+    fn unknown_env_vars_are_warnings_not_errors() {
+        let loaded =
+            Config::load(None, [("RINGDB_NOPE".to_string(), "1".to_string())], &[]).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("RINGDB_NOPE"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_source() {
+        let e = load(Some("native_transport_port: lots\n"), &[], &[]).unwrap_err().to_string();
+        assert!(e.contains("native_transport_port") && e.contains("config file"), "{e}");
+        let e = load(None, &[("RINGDB_COMMITLOG_SYNC", "sometimes")], &[]).unwrap_err().to_string();
+        assert!(e.contains("commitlog_sync") && e.contains("RINGDB_COMMITLOG_SYNC"), "{e}");
+        let e = load(None, &[], &["num_tokens=0"]).unwrap_err().to_string();
+        assert!(e.contains("num_tokens"), "{e}");
+        let e = load(None, &[], &["listen_address=not-an-ip"]).unwrap_err().to_string();
+        assert!(e.contains("listen_address"), "{e}");
+        let e = load(None, &[], &["native_transport_max_frame_size=12XB"]).unwrap_err().to_string();
+        assert!(e.contains("native_transport_max_frame_size"), "{e}");
+        let e = load(None, &[], &["novalue"]).unwrap_err().to_string();
+        assert!(e.contains("key=value"), "{e}");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_byte_size("1024").unwrap(), 1024);
+        assert_eq!(parse_byte_size("2 GiB").unwrap(), 2 << 30);
+        assert!(parse_byte_size("many").is_err());
+        let c = load(None, &[], &["native_transport_max_frame_size=16MiB"]).unwrap();
+        assert_eq!(c.native_transport_max_frame_size, 16 << 20);
+    }
+
+    #[test]
+    fn the_example_config_in_deploy_parses_and_documents_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/ringdb.yaml");
+        let text = std::fs::read_to_string(&path).expect("deploy/ringdb.yaml exists");
+        let loaded = Config::load(Some(&path), std::iter::empty(), &[]).expect("example parses");
+        assert!(loaded.warnings.is_empty());
+        for key in Config::keys() {
+            assert!(
+                text.contains(&format!("{key}:")),
+                "deploy/ringdb.yaml does not mention `{key}` (commented or not)"
+            );
+        }
+    }
+}

@@ -1,0 +1,592 @@
+//! The CQL native protocol v4 listener.
+//!
+//! One task accepts connections; each connection gets a reader task (this module's
+//! [`Connection::serve`]) and a writer task. The reader cuts frames off the socket with
+//! `Frame::split_from` — an incomplete frame just means "read more" — and spawns one task per
+//! request, so requests on a connection run concurrently and their answers go out in the order
+//! they finish, each on its request's stream id. A semaphore bounds the requests in flight per
+//! connection; when it is exhausted the reader stops reading (TCP back-pressure), it never drops
+//! a request.
+//!
+//! Bad input never takes the node down: a frame of another protocol version gets the Protocol
+//! error drivers expect for version negotiation, a frame over the size limit, an unknown opcode
+//! or bytes that are not a frame get a Protocol error and the connection is closed (the stream
+//! cannot be resynchronized); a body that does not decode gets a Protocol error on its stream and
+//! the connection goes on. Every request is answered exactly once.
+//!
+//! Connection state is small: whether STARTUP happened, the session's keyspace (`USE`), and which
+//! events the client registered for. Schema changes made on any connection are broadcast to every
+//! connection registered for `SCHEMA_CHANGE`.
+//!
+//! Shutdown: the acceptor stops, readers stop reading, in-flight requests get
+//! [`crate::server::DRAIN_TIMEOUT`] to finish, then sockets close.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
+
+use ringdb_cql::frame::Frame;
+use ringdb_cql::message::{
+    decode_request_frame, frame_error_response, response_frame, BatchQuery, BatchType,
+    BoundValue, ColumnSpec, Consistency, ErrorBody, ErrorKind, Event, PreparedMetadata,
+    QueryParameters, Request, Response, ResponseExtras, ResultBody, ResultMetadata, Rows,
+    SchemaChange, SchemaChangeTarget, SchemaChangeType, WriteType,
+};
+
+use crate::executor::{self, ExecError, Executor, QueryResult, Session};
+use crate::metrics as m;
+use crate::server::DRAIN_TIMEOUT;
+
+/// Limits of the listener, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Largest frame body accepted, bytes.
+    pub max_frame_len: usize,
+    /// Requests in flight per connection before the reader pauses.
+    pub max_requests_per_connection: usize,
+    /// Connections open at once; more are closed on accept.
+    pub max_connections: usize,
+}
+
+/// CQL versions advertised in SUPPORTED; drivers echo the first in STARTUP.
+const CQL_VERSION: &str = "3.4.6";
+/// Events pushed to registered connections that have not been sent yet, per connection; a
+/// connection that lags further loses the oldest (drivers treat events as hints and re-query).
+const EVENT_QUEUE: usize = 256;
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A bound CQL listener.
+pub struct CqlServer {
+    listener: TcpListener,
+    executor: Executor,
+    limits: ServerLimits,
+    events: broadcast::Sender<Event>,
+    open_connections: Arc<AtomicUsize>,
+}
+
+impl CqlServer {
+    /// Binds the listener.
+    pub async fn bind(
+        addr: SocketAddr,
+        executor: Executor,
+        limits: ServerLimits,
+    ) -> std::io::Result<CqlServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let (events, _) = broadcast::channel(EVENT_QUEUE);
+        Ok(CqlServer {
+            listener,
+            executor,
+            limits,
+            events,
+            open_connections: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Accepts connections until `shutdown` turns true, then waits (bounded) for connections to
+    /// drain.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    if self.open_connections.load(Ordering::Relaxed) >= self.limits.max_connections {
+                        metrics::counter!(m::CONNECTIONS_REJECTED).increment(1);
+                        tracing::warn!(%peer, limit = self.limits.max_connections,
+                            "refusing connection: native_transport_max_connections reached");
+                        drop(socket);
+                        continue;
+                    }
+                    let _ = socket.set_nodelay(true);
+                    let conn = Connection {
+                        executor: self.executor.clone(),
+                        limits: self.limits,
+                        events: self.events.clone(),
+                        state: Arc::new(ConnState::default()),
+                        peer,
+                    };
+                    let open = self.open_connections.clone();
+                    open.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
+                    metrics::gauge!(m::CONNECTIONS).increment(1.0);
+                    let shutdown = shutdown.clone();
+                    connections.spawn(async move {
+                        conn.serve(socket, shutdown).await;
+                        open.fetch_sub(1, Ordering::Relaxed);
+                        metrics::gauge!(m::CONNECTIONS).decrement(1.0);
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        drop(self.listener);
+        let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = connections.join_next() => if next.is_none() { break },
+                _ = &mut deadline => {
+                    tracing::warn!(left = connections.len(), "closing connections still busy after the drain timeout");
+                    connections.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// What a connection remembers between requests.
+#[derive(Default)]
+struct ConnState {
+    started: AtomicBool,
+    session: Mutex<Session>,
+    /// Event types registered for (`SCHEMA_CHANGE`, ...).
+    registered: Mutex<Vec<String>>,
+}
+
+struct Connection {
+    executor: Executor,
+    limits: ServerLimits,
+    events: broadcast::Sender<Event>,
+    state: Arc<ConnState>,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve(self, socket: TcpStream, mut shutdown: watch::Receiver<bool>) {
+        let (mut reader, writer) = socket.into_split();
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(self.limits.max_requests_per_connection + 16);
+        let writer_task = tokio::spawn(write_loop(writer, out_rx));
+        let in_flight = Arc::new(Semaphore::new(self.limits.max_requests_per_connection));
+        let mut events_rx: Option<broadcast::Receiver<Event>> = None;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let this = Arc::new(self);
+
+        'conn: loop {
+            // Serve every whole frame already buffered.
+            loop {
+                match Frame::split_from(&mut buf, this.limits.max_frame_len) {
+                    Ok(Some(frame)) => {
+                        let permit = tokio::select! {
+                            p = in_flight.clone().acquire_owned() => match p {
+                                Ok(p) => p,
+                                Err(_) => break 'conn,
+                            },
+                            _ = shutdown.changed() => break 'conn,
+                        };
+                        if events_rx.is_none() && !this.registered_events().is_empty() {
+                            events_rx = Some(this.events.subscribe());
+                        }
+                        let conn = this.clone();
+                        let out = out_tx.clone();
+                        tokio::spawn(async move {
+                            let bytes = conn.handle_frame(frame).await;
+                            let _ = out.send(bytes).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The byte stream cannot be trusted any more: answer and close.
+                        tracing::debug!(peer = %this.peer, error = %e, "closing connection on a bad frame");
+                        if let Some(bytes) = frame_error_response(&e) {
+                            metrics::counter!(m::ERRORS, "code" => "0x000a").increment(1);
+                            let _ = out_tx.send(bytes).await;
+                        }
+                        break 'conn;
+                    }
+                }
+            }
+            // A REGISTER may have just been processed by a request task.
+            if events_rx.is_none() && !this.registered_events().is_empty() {
+                events_rx = Some(this.events.subscribe());
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) => break 'conn,
+                    Ok(n) => metrics::counter!(m::BYTES_RECEIVED).increment(n as u64),
+                    Err(e) => {
+                        tracing::debug!(peer = %this.peer, error = %e, "read failed");
+                        break 'conn;
+                    }
+                },
+                event = recv_event(&mut events_rx) => {
+                    if let Some(event) = event {
+                        if this.registered_events().iter().any(|t| t == event.type_name()) {
+                            let bytes = response_frame(
+                                ringdb_cql::frame::EVENT_STREAM,
+                                &Response::Event(event),
+                                &ResponseExtras::default(),
+                            );
+                            let _ = out_tx.send(bytes).await;
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        break 'conn;
+                    }
+                }
+            }
+        }
+
+        // Let requests in flight finish and be written, then close.
+        let all = this.limits.max_requests_per_connection as u32;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, in_flight.acquire_many(all)).await;
+        drop(out_tx);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, writer_task).await;
+    }
+
+    fn registered_events(&self) -> Vec<String> {
+        self.state.registered.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Answers one frame; returns the response frame's bytes.
+    async fn handle_frame(&self, frame: Frame) -> Vec<u8> {
+        let stream = frame.header.stream;
+        if frame.header.is_response() {
+            return error_frame(stream, ErrorBody::protocol("a response frame was sent to the server"));
+        }
+        let request = match decode_request_frame(&frame) {
+            Ok(r) => r.request,
+            Err(e) => return error_frame(stream, e.to_error_body()),
+        };
+        let op = op_name(&request);
+        let started = Instant::now();
+        let response = self.handle_request(request).await;
+        metrics::counter!(m::REQUESTS, "op" => op).increment(1);
+        metrics::histogram!(m::REQUEST_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
+        if let Response::Error(body) = &response {
+            metrics::counter!(m::ERRORS, "code" => format!("0x{:04x}", body.code())).increment(1);
+        }
+        response_frame(stream, &response, &ResponseExtras::default())
+    }
+
+    async fn handle_request(&self, request: Request) -> Response {
+        let started = self.state.started.load(Ordering::Acquire);
+        match request {
+            Request::Options => Response::Supported(supported()),
+            Request::Startup(options) => {
+                if let Some((_, algo)) =
+                    options.iter().find(|(k, v)| k.eq_ignore_ascii_case("COMPRESSION") && !v.is_empty())
+                {
+                    return error(ErrorBody::protocol(format!(
+                        "Unsupported compression algorithm: {algo} (this server supports none)"
+                    )));
+                }
+                self.state.started.store(true, Ordering::Release);
+                Response::Ready
+            }
+            _ if !started => error(ErrorBody::protocol(format!(
+                "Unexpected message {}, expecting STARTUP or OPTIONS",
+                request_name(&request)
+            ))),
+            Request::AuthResponse(_) => {
+                error(ErrorBody::protocol("Unexpected AUTH_RESPONSE: authentication is not enabled"))
+            }
+            Request::Register { events } => {
+                for e in &events {
+                    if !matches!(e.as_str(), "TOPOLOGY_CHANGE" | "STATUS_CHANGE" | "SCHEMA_CHANGE") {
+                        return error(ErrorBody::protocol(format!("Invalid event type {e}")));
+                    }
+                }
+                if let Ok(mut r) = self.state.registered.lock() {
+                    for e in events {
+                        if !r.contains(&e) {
+                            r.push(e);
+                        }
+                    }
+                }
+                Response::Ready
+            }
+            Request::Query { query, params } => {
+                let skip = params.skip_metadata;
+                let opts = query_options(&params);
+                let mut session = self.session();
+                let result = self.executor.query(&mut session, &query, &opts).await;
+                self.finish(session, result, skip)
+            }
+            Request::Prepare { query } => {
+                let session = self.session();
+                match self.executor.prepare(&session, &query) {
+                    Ok(p) => Response::Result(ResultBody::Prepared {
+                        id: Bytes::from(p.id.clone()),
+                        metadata: PreparedMetadata {
+                            columns: p.variables.iter().map(column_spec).collect(),
+                            pk_indices: p.pk_indices.clone(),
+                        },
+                        result_metadata: if p.result_columns.is_empty() {
+                            ResultMetadata::empty()
+                        } else {
+                            ResultMetadata::new(p.result_columns.iter().map(column_spec).collect())
+                        },
+                    }),
+                    Err(e) => error(exec_error_body(e)),
+                }
+            }
+            Request::Execute { id, params } => {
+                let skip = params.skip_metadata;
+                let opts = query_options(&params);
+                let mut session = self.session();
+                let result = self.executor.execute(&mut session, &id, &opts).await;
+                self.finish(session, result, skip)
+            }
+            Request::Batch { batch_type, statements, consistency, serial_consistency: _, timestamp } => {
+                let kind = match batch_type {
+                    BatchType::Logged => ringdb_cql::ast::BatchKind::Logged,
+                    BatchType::Unlogged => ringdb_cql::ast::BatchKind::Unlogged,
+                    BatchType::Counter => ringdb_cql::ast::BatchKind::Counter,
+                };
+                let items = statements
+                    .into_iter()
+                    .map(|s| {
+                        let values = s.values.iter().map(bound_value).collect();
+                        match s.query {
+                            BatchQuery::Query(text) => executor::BatchItem::Query(text, values),
+                            BatchQuery::Prepared(id) => executor::BatchItem::Prepared(id.to_vec(), values),
+                        }
+                    })
+                    .collect();
+                let opts = executor::QueryOptions {
+                    values: Vec::new(),
+                    names: None,
+                    page_size: None,
+                    paging_state: None,
+                    timestamp,
+                    consistency: consistency.code(),
+                };
+                let mut session = self.session();
+                let result = self.executor.batch(&mut session, kind, items, &opts).await;
+                self.finish(session, result, false)
+            }
+        }
+    }
+
+    fn session(&self) -> Session {
+        self.state.session.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Turns an executor outcome into a response, applying its effects on the connection
+    /// (keyspace switch) and the node (schema change events).
+    fn finish(
+        &self,
+        session: Session,
+        result: Result<QueryResult, ExecError>,
+        skip_metadata: bool,
+    ) -> Response {
+        match result {
+            Ok(QueryResult::Void) => Response::Result(ResultBody::Void),
+            Ok(QueryResult::SetKeyspace(ks)) => {
+                if let Ok(mut s) = self.state.session.lock() {
+                    *s = session;
+                }
+                Response::Result(ResultBody::SetKeyspace(ks))
+            }
+            Ok(QueryResult::Rows { columns, rows, paging_state }) => {
+                let mut metadata = if skip_metadata {
+                    ResultMetadata::no_metadata(columns.len())
+                } else {
+                    ResultMetadata::new(columns.iter().map(column_spec).collect())
+                };
+                metadata.paging_state = paging_state.map(Bytes::from);
+                let rows = rows
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|c| c.map(Bytes::from)).collect())
+                    .collect();
+                Response::Result(ResultBody::Rows(Rows { metadata, rows }))
+            }
+            Ok(QueryResult::SchemaChange(info)) => {
+                let change = schema_change(&info);
+                // No receiver is fine: nobody registered.
+                let _ = self.events.send(Event::SchemaChange(change.clone()));
+                Response::Result(ResultBody::SchemaChange(change))
+            }
+            Err(e) => error(exec_error_body(e)),
+        }
+    }
+}
+
+async fn recv_event(rx: &mut Option<broadcast::Receiver<Event>>) -> Option<Event> {
+    match rx {
+        None => std::future::pending().await,
+        Some(rx) => loop {
+            match rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(lost = n, "a slow connection missed events");
+                }
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        },
+    }
+}
+
+async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut batch = Vec::with_capacity(READ_CHUNK);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&first);
+        // Coalesce whatever else is ready into one write.
+        while batch.len() < READ_CHUNK {
+            match rx.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+        metrics::counter!(m::BYTES_SENT).increment(batch.len() as u64);
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn supported() -> HashMap<String, Vec<String>> {
+    HashMap::from([
+        ("CQL_VERSION".to_string(), vec![CQL_VERSION.to_string()]),
+        ("COMPRESSION".to_string(), Vec::new()),
+        ("PROTOCOL_VERSIONS".to_string(), vec!["4/v4".to_string()]),
+    ])
+}
+
+fn error(body: ErrorBody) -> Response {
+    Response::Error(body)
+}
+
+fn error_frame(stream: i16, body: ErrorBody) -> Vec<u8> {
+    response_frame(stream, &Response::Error(body), &ResponseExtras::default())
+}
+
+fn op_name(request: &Request) -> &'static str {
+    match request {
+        Request::Startup(_) => "startup",
+        Request::AuthResponse(_) => "auth_response",
+        Request::Options => "options",
+        Request::Query { .. } => "query",
+        Request::Prepare { .. } => "prepare",
+        Request::Execute { .. } => "execute",
+        Request::Batch { .. } => "batch",
+        Request::Register { .. } => "register",
+    }
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Startup(_) => "STARTUP",
+        Request::AuthResponse(_) => "AUTH_RESPONSE",
+        Request::Options => "OPTIONS",
+        Request::Query { .. } => "QUERY",
+        Request::Prepare { .. } => "PREPARE",
+        Request::Execute { .. } => "EXECUTE",
+        Request::Batch { .. } => "BATCH",
+        Request::Register { .. } => "REGISTER",
+    }
+}
+
+fn bound_value(v: &BoundValue) -> executor::BoundValue {
+    match v {
+        BoundValue::Null => executor::BoundValue::Null,
+        BoundValue::Unset => executor::BoundValue::Unset,
+        BoundValue::Value(b) => executor::BoundValue::Bytes(b.to_vec()),
+    }
+}
+
+fn query_options(p: &QueryParameters) -> executor::QueryOptions {
+    executor::QueryOptions {
+        values: p.values.iter().map(bound_value).collect(),
+        names: p.names.clone(),
+        page_size: p.page_size,
+        paging_state: p.paging_state.as_ref().map(|b| b.to_vec()),
+        timestamp: p.default_timestamp,
+        consistency: p.consistency.code(),
+    }
+}
+
+fn column_spec(c: &executor::ColumnSpec) -> ColumnSpec {
+    ColumnSpec {
+        keyspace: c.keyspace.clone(),
+        table: c.table.clone(),
+        name: c.name.clone(),
+        ty: c.ty.unfrozen(),
+    }
+}
+
+fn schema_change(info: &executor::SchemaChangeInfo) -> SchemaChange {
+    SchemaChange {
+        change_type: match info.change {
+            executor::SchemaChangeKind::Created => SchemaChangeType::Created,
+            executor::SchemaChangeKind::Updated => SchemaChangeType::Updated,
+            executor::SchemaChangeKind::Dropped => SchemaChangeType::Dropped,
+        },
+        target: match info.target {
+            executor::SchemaChangeTarget::Keyspace => SchemaChangeTarget::Keyspace,
+            executor::SchemaChangeTarget::Table => SchemaChangeTarget::Table,
+        },
+        keyspace: info.keyspace.clone(),
+        name: info.name.clone().unwrap_or_default(),
+        args: Vec::new(),
+    }
+}
+
+fn consistency(code: u16) -> Consistency {
+    Consistency::from_code(code).unwrap_or_default()
+}
+
+/// The one place where executor errors become protocol errors.
+pub fn exec_error_body(e: ExecError) -> ErrorBody {
+    let message = e.to_string();
+    let kind = match e {
+        ExecError::Syntax(_) => ErrorKind::Syntax,
+        ExecError::Invalid(_) => ErrorKind::Invalid,
+        ExecError::AlreadyExists { keyspace, table, .. } => ErrorKind::AlreadyExists { keyspace, table },
+        ExecError::Unprepared { id } => ErrorKind::Unprepared { id: Bytes::from(id) },
+        ExecError::Unauthorized(_) => ErrorKind::Unauthorized,
+        ExecError::Unavailable { consistency: cl, required, alive } => {
+            ErrorKind::Unavailable { consistency: consistency(cl), required, alive }
+        }
+        ExecError::WriteTimeout { consistency: cl, received, block_for, write_type } => {
+            ErrorKind::WriteTimeout {
+                consistency: consistency(cl),
+                received,
+                block_for,
+                write_type: WriteType::parse(&write_type),
+            }
+        }
+        ExecError::ReadTimeout { consistency: cl, received, block_for, data_present } => {
+            ErrorKind::ReadTimeout { consistency: consistency(cl), received, block_for, data_present }
+        }
+        ExecError::Overloaded(_) => ErrorKind::Overloaded,
+        ExecError::Protocol(_) => ErrorKind::Protocol,
+        ExecError::Server(_) => ErrorKind::Server,
+    };
+    ErrorBody::new(kind, message)
+}

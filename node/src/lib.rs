@@ -1,0 +1,21 @@
+//! The ringdb daemon.
+//!
+//! - [`config`]: the node's configuration (YAML file, `RINGDB_*` environment, `--set`).
+//! - [`storage`]: the storage engine interface, sled and in-memory engines.
+//! - [`commitlog`]: when a write counts as durable (`commitlog_sync: batch | periodic`).
+//! - [`clock`]: the hybrid logical clock that stamps writes.
+//! - [`schema`]: keyspaces and tables, persisted, versioned.
+//! - [`executor`]: runs CQL-lite statements against the data path; system tables; DESCRIBE.
+//! - [`cql_server`]: the native protocol v4 listener.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`server`]: wires a node together and runs it until shutdown.
+
+pub mod clock;
+pub mod commitlog;
+pub mod config;
+pub mod cql_server;
+pub mod executor;
+pub mod metrics;
+pub mod schema;
+pub mod server;
+pub mod storage;

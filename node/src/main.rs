@@ -1,0 +1,208 @@
+//! `ringdb`: one binary for the node, the shell and the tools around them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use ringdb_node::config::Config;
+use ringdb_node::server;
+
+#[derive(Parser)]
+#[command(name = "ringdb", version, about = "A peer-to-peer, masterless database that speaks CQL")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node in the foreground until SIGINT or SIGTERM.
+    Node {
+        /// YAML configuration file (see deploy/ringdb.yaml).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Override a configuration key: --set key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Check the configuration, print it as YAML and exit.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Open the CQL shell (speaks the native protocol v4: works against Cassandra too).
+    Shell(ShellCli),
+    /// Start a throw-away local node with the shell attached; leaving the shell stops it.
+    Demo {
+        /// Keep the demo's data directory instead of removing it.
+        #[arg(long)]
+        keep: bool,
+        /// CQL port for the demo node (0: pick a free one).
+        #[arg(long, default_value_t = 9042)]
+        port: u16,
+    },
+}
+
+/// `ringdb shell` arguments, cqlsh-style.
+#[derive(clap::Args)]
+struct ShellCli {
+    /// Server to connect to, HOST[:PORT] (default 127.0.0.1:9042).
+    target: Option<String>,
+    /// Port, when not given in the target.
+    port: Option<u16>,
+    /// Keyspace to use after connecting.
+    #[arg(short = 'k', long)]
+    keyspace: Option<String>,
+    /// Run these statements and exit (non-zero exit status if one fails).
+    #[arg(short = 'e', long = "execute")]
+    execute: Option<String>,
+    /// Run the statements in this file and exit (non-zero exit status if one fails).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// User name, for servers with authentication.
+    #[arg(short = 'u', long)]
+    username: Option<String>,
+    /// Password, for servers with authentication.
+    #[arg(short = 'p', long)]
+    password: Option<String>,
+    /// Consistency level to start with (default ONE).
+    #[arg(long)]
+    consistency: Option<String>,
+    /// Seconds allowed for each request.
+    #[arg(long, value_name = "SECONDS")]
+    request_timeout: Option<u64>,
+}
+
+impl ShellCli {
+    fn into_args(self) -> anyhow::Result<ringdb_cql::shell::ShellArgs> {
+        let mut args = ringdb_cql::shell::ShellArgs::default();
+        if let Some(port) = self.port {
+            args.port = port;
+        }
+        if let Some(target) = &self.target {
+            args.set_target(target).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        args.keyspace = self.keyspace;
+        args.execute = self.execute;
+        args.file = self.file;
+        args.username = self.username;
+        args.password = self.password;
+        args.consistency = self.consistency;
+        if let Some(secs) = self.request_timeout {
+            args.request_timeout = std::time::Duration::from_secs(secs.max(1));
+        }
+        Ok(args)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Node { config, sets, check } => exit(run_node(config, sets, check)),
+        Command::Shell(cli) => {
+            let args = match cli.into_args() {
+                Ok(a) => a,
+                Err(e) => return exit(Err(e)),
+            };
+            let runtime = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => return exit(Err(e)),
+            };
+            let status = runtime.block_on(ringdb_cql::shell::run(args));
+            ExitCode::from(status.clamp(0, 255) as u8)
+        }
+        Command::Demo { keep, port } => exit(run_demo(keep, port)),
+    }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringdb: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ringdb")
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::Result<()> {
+    let loaded = Config::load(config.as_deref(), std::env::vars(), &sets)?;
+    if check {
+        print!("{}", serde_yaml::to_string(&loaded.config)?);
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        return Ok(());
+    }
+    init_logging(&loaded.config.log_level);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = runtime()?;
+    runtime.block_on(async move {
+        let node = server::start(loaded.config, server::StartOptions { install_metrics: true })
+            .await?;
+        server::wait_for_signal().await;
+        tracing::info!("signal received, shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+fn run_demo(keep: bool, port: u16) -> anyhow::Result<()> {
+    init_logging("warn");
+    let dir = tempfile_dir()?;
+    let dir_display = dir.clone();
+    let mut config = Config::default();
+    config.data_dir = dir.join("data");
+    config.native_transport_port = port;
+    config.prometheus_port = 0;
+    config.cluster_name = "ringdb demo".to_string();
+    let runtime = runtime()?;
+    let result = runtime.block_on(async move {
+        let node = server::start(config, server::StartOptions { install_metrics: false })
+            .await
+            .context("starting the demo node (is port 9042 taken? try --port 0)")?;
+        let addr = node.cql_addr();
+        println!("ringdb demo: a single node is serving CQL on {addr}; data in {}", dir.display());
+        println!("Leave the shell (EXIT or Ctrl-D) to stop it.\n");
+        let args = ringdb_cql::shell::ShellArgs::for_address(addr);
+        let status = ringdb_cql::shell::run(args).await;
+        node.shutdown().await;
+        anyhow::Ok(status)
+    });
+    if keep {
+        println!("demo data kept in {}", dir_display.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir_display);
+    }
+    let status = result?;
+    if status != 0 {
+        anyhow::bail!("the shell exited with status {status}");
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ringdb-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,64 @@
+//! Metrics, served in Prometheus format.
+//!
+//! Code records through the `metrics` crate's macros; [`install`] puts the Prometheus exporter
+//! behind them with an HTTP listener serving `/metrics`. Without `install` (unit tests, the shell)
+//! the macros are no-ops. The names are kept here in one place so that dashboards have one list
+//! to read:
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `ringdb_cql_requests_total` | counter | `op` (query, prepare, execute, batch, options, startup, register) |
+//! | `ringdb_cql_request_duration_seconds` | histogram | `op` |
+//! | `ringdb_cql_errors_total` | counter | `code` (protocol error code, hex) |
+//! | `ringdb_cql_connections` | gauge | — |
+//! | `ringdb_cql_connections_total` | counter | — |
+//! | `ringdb_cql_connections_rejected_total` | counter | — |
+//! | `ringdb_cql_bytes_received_total` | counter | — |
+//! | `ringdb_cql_bytes_sent_total` | counter | — |
+//! | `ringdb_storage_bytes` | gauge | — |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+pub const REQUESTS: &str = "ringdb_cql_requests_total";
+pub const REQUEST_DURATION: &str = "ringdb_cql_request_duration_seconds";
+pub const ERRORS: &str = "ringdb_cql_errors_total";
+pub const CONNECTIONS: &str = "ringdb_cql_connections";
+pub const CONNECTIONS_TOTAL: &str = "ringdb_cql_connections_total";
+pub const CONNECTIONS_REJECTED: &str = "ringdb_cql_connections_rejected_total";
+pub const BYTES_RECEIVED: &str = "ringdb_cql_bytes_received_total";
+pub const BYTES_SENT: &str = "ringdb_cql_bytes_sent_total";
+pub const STORAGE_BYTES: &str = "ringdb_storage_bytes";
+
+/// Latency buckets, seconds: 50 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Installs the global recorder and starts the HTTP listener on `addr`. Must run inside a tokio
+/// runtime. Fails if the port cannot be bound or a recorder is already installed.
+pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
+    PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.to_string()), LATENCY_BUCKETS)?
+        .upkeep_timeout(Duration::from_secs(5))
+        .install()?;
+    describe();
+    Ok(())
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS, "CQL requests received, by operation");
+    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "CQL request latency, by operation");
+    describe_counter!(ERRORS, "CQL error responses sent, by protocol error code");
+    describe_gauge!(CONNECTIONS, "Open CQL client connections");
+    describe_counter!(CONNECTIONS_TOTAL, "CQL client connections accepted");
+    describe_counter!(CONNECTIONS_REJECTED, "CQL client connections refused (limit reached)");
+    describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Bytes read from CQL clients");
+    describe_counter!(BYTES_SENT, Unit::Bytes, "Bytes written to CQL clients");
+    describe_gauge!(STORAGE_BYTES, Unit::Bytes, "Bytes the storage engine uses on disk");
+}

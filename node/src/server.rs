@@ -1,0 +1,239 @@
+//! Wires a node together and runs it until shutdown.
+//!
+//! Start-up order: open the storage engine in `data_dir`; load (or create, on first start) the
+//! node's identity — host id and vnode tokens — from the engine's meta space; start the flusher
+//! that implements `commitlog_sync`; load the schema; build the executor; install metrics; then
+//! bind the CQL listener. The node is ready when [`start`] returns.
+//!
+//! Shutdown is graceful and bounded: stop accepting connections, let in-flight requests finish
+//! (for at most [`DRAIN_TIMEOUT`]), then a final flush of the engine.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::commitlog::{CommitSync, SyncMode};
+use crate::config::{CommitlogSync, Config};
+use crate::cql_server::{CqlServer, ServerLimits};
+use crate::executor::{Executor, LocalNodeInfo};
+use crate::schema::SchemaStore;
+use crate::storage::{Engine, SledEngine};
+
+/// How long shutdown waits for in-flight requests before closing connections anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Release version reported to clients: drivers parse it as a Cassandra version and pick their
+/// schema queries accordingly (4.x: `system_schema.*`, server-side DESCRIBE).
+pub const RELEASE_VERSION: &str = "4.1.0";
+
+/// Knobs for starting a node in-process.
+#[derive(Debug, Clone, Copy)]
+pub struct StartOptions {
+    /// Install the process-global Prometheus recorder (only one per process: the daemon does,
+    /// in-process test nodes and the demo don't).
+    pub install_metrics: bool,
+}
+
+/// A running node.
+pub struct RunningNode {
+    cql_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    engine: Arc<dyn Engine>,
+}
+
+impl RunningNode {
+    /// Where the CQL listener is bound (useful when the configured port was 0).
+    pub fn cql_addr(&self) -> SocketAddr {
+        self.cql_addr
+    }
+
+    /// Stops the node: no new connections, in-flight requests drained (bounded), engine flushed.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            if tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), task).await.is_err() {
+                tracing::warn!("a node task did not stop in time");
+            }
+        }
+        let engine = self.engine.clone();
+        match tokio::task::spawn_blocking(move || engine.flush()).await {
+            Ok(Ok(())) => tracing::info!("storage flushed; node stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
+            Err(e) => tracing::error!(error = %e, "final flush task failed"),
+        }
+    }
+}
+
+/// Starts a node with `config` and returns once it serves CQL.
+pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<RunningNode> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let db_path = config.data_dir.join("db");
+    let cache = config.storage_cache_size_mb.saturating_mul(1 << 20);
+    let engine: Arc<dyn Engine> = {
+        let path = db_path.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || SledEngine::open(&path, cache))
+                .await?
+                .with_context(|| format!("opening storage in {}", db_path.display()))?,
+        )
+    };
+
+    let identity = load_or_create_identity(engine.as_ref(), config.num_tokens)?;
+    tracing::info!(
+        host_id = %identity.host_id,
+        tokens = identity.tokens.len(),
+        data_dir = %config.data_dir.display(),
+        "node identity"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mode = match config.commitlog_sync {
+        CommitlogSync::Batch => SyncMode::Batch,
+        CommitlogSync::Periodic => SyncMode::Periodic { period_ms: config.commitlog_sync_period_ms },
+    };
+    let commit = CommitSync::start(mode, engine.clone(), shutdown_rx.clone());
+
+    let schema = SchemaStore::open(engine.clone()).context("loading the schema")?;
+    let node_info = LocalNodeInfo {
+        cluster_name: config.cluster_name.clone(),
+        host_id: identity.host_id,
+        listen_address: config.listen_address,
+        rpc_address: config.native_transport_address,
+        rpc_port: config.native_transport_port,
+        dc: config.dc.clone(),
+        rack: config.rack.clone(),
+        tokens: identity.tokens.clone(),
+        release_version: RELEASE_VERSION.to_string(),
+        partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".to_string(),
+    };
+    let executor = Executor::new(engine.clone(), commit, schema, node_info);
+
+    if options.install_metrics && config.prometheus_port != 0 {
+        let addr = SocketAddr::new(config.native_transport_address, config.prometheus_port);
+        crate::metrics::install(addr)
+            .with_context(|| format!("starting the Prometheus endpoint on {addr}"))?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(storage_gauge(engine.clone(), shutdown_rx.clone())));
+
+    let cql_addr = SocketAddr::new(config.native_transport_address, config.native_transport_port);
+    let limits = ServerLimits {
+        max_frame_len: config.native_transport_max_frame_size as usize,
+        max_requests_per_connection: config.native_transport_max_requests_per_connection as usize,
+        max_connections: config.native_transport_max_connections as usize,
+    };
+    let server = CqlServer::bind(cql_addr, executor, limits)
+        .await
+        .with_context(|| format!("binding the CQL listener on {cql_addr}"))?;
+    let cql_addr = server.local_addr();
+    tasks.push(tokio::spawn(server.run(shutdown_rx)));
+    tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
+
+    Ok(RunningNode { cql_addr, shutdown: shutdown_tx, tasks, engine })
+}
+
+/// The node's identity, created on first start and persisted.
+struct Identity {
+    host_id: uuid::Uuid,
+    tokens: Vec<i64>,
+}
+
+const META_HOST_ID: &[u8] = b"local/host_id";
+const META_TOKENS: &[u8] = b"local/tokens";
+
+fn load_or_create_identity(engine: &dyn Engine, num_tokens: u32) -> anyhow::Result<Identity> {
+    let host_id = match engine.meta_get(META_HOST_ID)? {
+        Some(bytes) => uuid::Uuid::from_slice(&bytes).context("corrupt host id in storage")?,
+        None => {
+            let id = uuid::Uuid::new_v4();
+            engine.meta_put(META_HOST_ID, id.as_bytes())?;
+            id
+        }
+    };
+    let tokens = match engine.meta_get(META_TOKENS)? {
+        Some(bytes) => {
+            if bytes.len() % 8 != 0 || bytes.is_empty() {
+                anyhow::bail!("corrupt token list in storage ({} bytes)", bytes.len());
+            }
+            bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_be_bytes(c.try_into().expect("chunks of 8")))
+                .collect()
+        }
+        None => {
+            // A single node owns the whole ring whatever its tokens; the cluster milestone
+            // replaces this with balanced allocation against the existing ring.
+            let mut tokens = std::collections::BTreeSet::new();
+            while tokens.len() < num_tokens as usize {
+                let t: i64 = rand::random();
+                if t != i64::MIN {
+                    tokens.insert(t);
+                }
+            }
+            let tokens: Vec<i64> = tokens.into_iter().collect();
+            let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_be_bytes()).collect();
+            engine.meta_put(META_TOKENS, &bytes)?;
+            tokens
+        }
+    };
+    engine.flush()?;
+    Ok(Identity { host_id, tokens })
+}
+
+/// Publishes the storage size every few seconds.
+async fn storage_gauge(engine: Arc<dyn Engine>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let e = engine.clone();
+                if let Ok(size) = tokio::task::spawn_blocking(move || e.disk_size()).await {
+                    metrics::gauge!(crate::metrics::STORAGE_BYTES).set(size as f64);
+                }
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// True when `path` looks like a ringdb data directory (used by tools).
+pub fn is_data_dir(path: &Path) -> bool {
+    path.join("db").is_dir()
+}

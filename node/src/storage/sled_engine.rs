@@ -1,0 +1,713 @@
+//! `SledEngine`: the production storage engine, over the embedded sled database.
+//!
+//! ## Layout
+//!
+//! One sled database per node with two trees: `data` holds every table's data, `meta` holds the
+//! node-local metadata as given. In `data`, a partition is a contiguous key range; its partition
+//! deletion and range deletions sit at its start, before its rows, so a slice read finds them
+//! with one point lookup and one short prefix scan, then walks only the key ranges of the
+//! requested clustering slices (backwards for reversed reads), stopping at the limit.
+//!
+//! ## Keys (tree `data`)
+//!
+//! Every *atom* (the stored version of one slot: a cell, a row's liveness or deletion, a
+//! collection deletion, a range or partition deletion) is one sled key. sled orders keys by
+//! unsigned bytes, so the layout is chosen for that order to be ring order, then the order in
+//! which a read wants things:
+//!
+//! ```text
+//! partition prefix = table id (16 bytes, UUID big-endian)
+//!                  | token (8 bytes: big-endian of token XOR 0x8000_0000_0000_0000)
+//!                  | escape(partition key) 00 01
+//! key = prefix 00                                  partition deletion
+//!     | prefix 01 | pos(start) | pos(end)           range deletion
+//!     | prefix 02 | escape(clustering) 00 01 | ...  row atoms:
+//!                    00                               row deletion
+//!                    01                               row liveness
+//!                    02 | column (4 bytes BE)         collection deletion
+//!                    03 | column (4 bytes BE) | 00    simple cell
+//!                    03 | column (4 bytes BE) | 01 | path (raw, to the end)   collection element
+//! pos = 00 (-inf) | 01 escape(v) 00 01 00 (before v) | 01 escape(v) 00 01 02 (after v) | 02 (+inf)
+//! escape(bytes) = bytes with every 00 written as 00 FF
+//! ```
+//!
+//! Flipping the token's sign bit makes big-endian byte order signed order. Escaping with a
+//! `00 01` terminator keeps byte order and makes the encoding prefix-free: key `a` sorts before
+//! `a\0` and `ab`, and no partition's prefix is a prefix of another's, so `scan_prefix(prefix)`
+//! is exactly one partition and `prefix | FF` is an exclusive upper bound for it. Within a
+//! partition the partition deletion comes first, then every range deletion (one short scan finds
+//! them all), then rows in clustering order, each row's atoms together: a slice of rows is a key
+//! range (`prefix 02 escape(v) 00 01` starts row `v`, `prefix 02 escape(v) 00 02` is just after
+//! it), the static row (empty clustering) is the first row, and a row's cells come in `CellKey`
+//! order. The column id makes a dropped and re-added column start empty.
+//!
+//! ## Values
+//!
+//! A value starts with a format version byte (currently 1), so the format can evolve; its kind
+//! follows from the key.
+//! Timestamps are 8 bytes big-endian; TTLs and seconds are zigzag LEB128 varints (usually one
+//! byte: 0):
+//!
+//! ```text
+//! deletion = 01 | timestamp | varint(local_deletion_time)
+//! liveness = 01 | timestamp | varint(ttl) | varint(expires_at)
+//! cell     = 01 | flags (bit 0: has value) | timestamp | varint(ttl) | varint(local_deletion_time) | value (to the end)
+//! ```
+//!
+//! Anything that does not decode is reported as [`StorageError::Corrupt`], never a panic.
+//!
+//! ## Writes: one version per slot, atomic, isolated
+//!
+//! A mutation becomes a set of atoms. `apply` reads the current version of each atom's slot,
+//! reconciles it with the new one (last write wins, [`super::merge`]) and writes the winners in
+//! one sled `Batch`: sled applies a batch atomically, also across a crash. Slots whose stored
+//! version already wins are not rewritten, so replaying a mutation (hints, repair) writes nothing.
+//!
+//! The alternative, blind writes with the timestamp in the key and the merge done by every read,
+//! would spare the point lookups on write but make reads of frequently overwritten cells scan
+//! every version until a purge. Keeping only the winner costs one lookup per written slot (a page
+//! cache hit for hot data) and keeps reads proportional to the live data. Shadowing by partition,
+//! range, row and collection deletions is still resolved at read time, and the shadowed data is
+//! removed by [`Engine::purge`].
+//!
+//! The read-reconcile-write must not interleave with another write of the same slot, and a
+//! multi-key read must not see half a mutation (sled batches are atomic against crashes and point
+//! reads, not against an iterator that spans them). Both are ensured by a fixed array of
+//! reader-writer locks striped by partition: `apply` and `purge` take their partition's stripe
+//! exclusively, reads take it shared. Writes to different partitions proceed in parallel (up to
+//! sled's own serialization of batches).
+//!
+//! ## Truncate and purge
+//!
+//! `truncate` removes the table's key range (`table id` prefix) in batches while holding every
+//! stripe, so no read or write overlaps it; it is not atomic across a crash. `purge` walks the
+//! table partition by partition, each under its stripe: it loads the partition's atoms, asks the
+//! shared purge rules which to drop (see [`Engine::purge`]) and removes them in one batch.
+//!
+//! ## Errors
+//!
+//! sled and I/O errors become [`StorageError::Io`], except a full device (`ENOSPC`) which becomes
+//! [`StorageError::DiskFull`]; bytes that do not decode become [`StorageError::Corrupt`]. A
+//! corrupt stored version of a slot makes writes to that slot fail rather than silently replace
+//! it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{PoisonError, RwLock};
+
+use super::merge::{Pos, RowAtoms};
+use super::partition::{
+    mutation_atoms, AtomKey, AtomValue, PartitionState, ReadAssembler, SlicePlan,
+};
+use super::sled_format::{
+    atom_key, decode_atom_key, decode_partition, decode_value, encode_token, encode_value,
+    partition_deletion_key, partition_prefix, prefix_successor, ranges_section, row_end, row_start,
+    rows_section, table_prefix,
+};
+use super::{
+    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgeStats, ScanRange, Seconds,
+    Slice, StorageError, TableId,
+};
+
+/// Number of partition lock stripes.
+const STRIPES: usize = 64;
+
+/// Keys removed per batch by `truncate`.
+const TRUNCATE_BATCH: usize = 1024;
+
+/// Raw OS error number of "no space left on device" on Linux and macOS.
+const ENOSPC: i32 = 28;
+
+/// The sled-backed engine. Cheap to share behind an `Arc`; every method is thread-safe.
+pub struct SledEngine {
+    db: sled::Db,
+    data: sled::Tree,
+    meta: sled::Tree,
+    stripes: Box<[RwLock<()>]>,
+}
+
+impl std::fmt::Debug for SledEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledEngine").finish_non_exhaustive()
+    }
+}
+
+/// Maps an I/O error, recognizing a full device.
+pub(crate) fn map_io_error(e: &io::Error) -> StorageError {
+    if e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(ENOSPC) {
+        StorageError::DiskFull(e.to_string())
+    } else {
+        StorageError::Io(e.to_string())
+    }
+}
+
+/// Maps a sled error.
+pub(crate) fn map_sled_error(e: sled::Error) -> StorageError {
+    match e {
+        sled::Error::Io(io) => map_io_error(&io),
+        sled::Error::Corruption { .. } => StorageError::Corrupt(e.to_string()),
+        other => StorageError::Io(other.to_string()),
+    }
+}
+
+fn kind_mismatch() -> StorageError {
+    StorageError::Corrupt("stored value of the wrong kind for its key".into())
+}
+
+impl SledEngine {
+    /// Opens (or creates) the database in directory `path`, with a page cache of
+    /// `cache_capacity_bytes`.
+    pub fn open(path: &Path, cache_capacity_bytes: u64) -> Result<SledEngine, StorageError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_capacity_bytes)
+            .open()
+            .map_err(map_sled_error)?;
+        let data = db.open_tree("data").map_err(map_sled_error)?;
+        let meta = db.open_tree("meta").map_err(map_sled_error)?;
+        let stripes = (0..STRIPES).map(|_| RwLock::new(())).collect();
+        Ok(SledEngine {
+            db,
+            data,
+            meta,
+            stripes,
+        })
+    }
+
+    fn stripe(&self, table: TableId, partition: &PartitionKey) -> &RwLock<()> {
+        let mut h = DefaultHasher::new();
+        table.hash(&mut h);
+        partition.hash(&mut h);
+        &self.stripes[(h.finish() as usize) % self.stripes.len()]
+    }
+
+    /// The first key in `[lower, upper)`, if any.
+    fn first_key(
+        &self,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+    ) -> Result<Option<sled::IVec>, StorageError> {
+        if upper.is_some_and(|u| lower >= u) {
+            return Ok(None);
+        }
+        let hi = match upper {
+            Some(u) => Bound::Excluded(u),
+            None => Bound::Unbounded,
+        };
+        match self
+            .data
+            .range::<&[u8], _>((Bound::Included(lower), hi))
+            .next()
+        {
+            Some(item) => Ok(Some(item.map_err(map_sled_error)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a slice of the partition with key prefix `prefix`; the caller holds its stripe.
+    fn read_locked(
+        &self,
+        prefix: &[u8],
+        partition: &PartitionKey,
+        slice: &Slice,
+        now: Seconds,
+    ) -> Result<Option<PartitionData>, StorageError> {
+        let partition_deletion = match self
+            .data
+            .get(partition_deletion_key(prefix))
+            .map_err(map_sled_error)?
+        {
+            Some(bytes) => match decode_value(&AtomKey::PartitionDeletion, &bytes)? {
+                AtomValue::Deletion(d) => Some(d),
+                _ => return Err(kind_mismatch()),
+            },
+            None => None,
+        };
+        let mut ranges = Vec::new();
+        for item in self.data.scan_prefix(ranges_section(prefix)) {
+            let (k, v) = item.map_err(map_sled_error)?;
+            let key = decode_atom_key(&k[prefix.len()..])?;
+            match (decode_value(&key, &v)?, key) {
+                (AtomValue::Deletion(d), AtomKey::RangeDeletion(s, e)) => ranges.push((s, e, d)),
+                _ => return Err(kind_mismatch()),
+            }
+        }
+
+        let plan = SlicePlan::new(slice);
+        let mut asm = ReadAssembler::new(partition.clone(), partition_deletion, ranges, &plan, now);
+        if plan.include_static {
+            let mut atoms = RowAtoms::default();
+            for item in self.data.scan_prefix(row_start(prefix, &[])) {
+                let (k, v) = item.map_err(map_sled_error)?;
+                let key = decode_atom_key(&k[prefix.len()..])?;
+                let value = decode_value(&key, &v)?;
+                atoms.merge_atom(key, value).map_err(|_| kind_mismatch())?;
+            }
+            if !atoms.is_empty() {
+                asm.set_static(&atoms);
+            }
+        }
+
+        let rows_end = {
+            let mut end = rows_section(prefix);
+            if let Some(last) = end.last_mut() {
+                *last += 1;
+            }
+            end
+        };
+        'ranges: for (lo, hi) in plan.ordered_intervals() {
+            if asm.is_done() {
+                break;
+            }
+            let lo_key = match lo {
+                Pos::Lowest => rows_section(prefix),
+                Pos::Before(v) => row_start(prefix, v),
+                Pos::After(v) => row_end(prefix, v),
+                Pos::Highest => continue,
+            };
+            let hi_key = match hi {
+                Pos::Highest => rows_end.clone(),
+                Pos::Before(v) => row_start(prefix, v),
+                Pos::After(v) => row_end(prefix, v),
+                Pos::Lowest => continue,
+            };
+            if lo_key >= hi_key {
+                continue;
+            }
+            let iter = self.data.range(lo_key..hi_key);
+            let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+                if plan.reversed {
+                    Box::new(iter.rev())
+                } else {
+                    Box::new(iter)
+                };
+            let mut current: Option<(Vec<u8>, RowAtoms)> = None;
+            for item in iter {
+                let (k, v) = item.map_err(map_sled_error)?;
+                let key = decode_atom_key(&k[prefix.len()..])?;
+                let value = decode_value(&key, &v)?;
+                let clustering = key.clustering().ok_or_else(kind_mismatch)?;
+                if plan.include_static && clustering.is_empty() {
+                    continue;
+                }
+                if current
+                    .as_ref()
+                    .is_none_or(|(c, _)| c.as_slice() != clustering)
+                {
+                    if let Some((c, atoms)) = current.take() {
+                        if !asm.push_row(&c, &atoms) {
+                            break 'ranges;
+                        }
+                    }
+                    current = Some((clustering.to_vec(), RowAtoms::default()));
+                }
+                if let Some((_, atoms)) = current.as_mut() {
+                    atoms.merge_atom(key, value).map_err(|_| kind_mismatch())?;
+                }
+            }
+            if let Some((c, atoms)) = current.take() {
+                if !asm.push_row(&c, &atoms) {
+                    break 'ranges;
+                }
+            }
+        }
+        let data = asm.finish();
+        // Only an answer with nothing in it needs to know whether the partition exists at all
+        // (it may hold data outside the slice): one more seek, but not on the common path.
+        if data.is_empty()
+            && self
+                .data
+                .scan_prefix(prefix)
+                .next()
+                .transpose()
+                .map_err(map_sled_error)?
+                .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(data))
+    }
+
+    /// Purges one partition; the caller holds its stripe exclusively.
+    fn purge_locked(
+        &self,
+        prefix: &[u8],
+        now: Seconds,
+        gc_grace: Seconds,
+    ) -> Result<PurgeStats, StorageError> {
+        let mut state = PartitionState::default();
+        for item in self.data.scan_prefix(prefix) {
+            let (k, v) = item.map_err(map_sled_error)?;
+            let key = decode_atom_key(&k[prefix.len()..])?;
+            let value = decode_value(&key, &v)?;
+            state.merge_atom(key, value).map_err(|_| kind_mismatch())?;
+        }
+        let (stats, removed) = state.plan_purge(now, gc_grace);
+        if !removed.is_empty() {
+            let mut batch = sled::Batch::default();
+            for key in &removed {
+                batch.remove(atom_key(prefix, key));
+            }
+            self.data.apply_batch(batch).map_err(map_sled_error)?;
+        }
+        Ok(stats)
+    }
+}
+
+impl Engine for SledEngine {
+    fn apply(&self, mutation: &Mutation) -> Result<(), StorageError> {
+        let prefix = partition_prefix(mutation.table, &mutation.partition);
+        // One winner per slot within the mutation itself first.
+        let mut writes: BTreeMap<Vec<u8>, (AtomKey, AtomValue)> = BTreeMap::new();
+        for (key, value) in mutation_atoms(mutation) {
+            let k = atom_key(&prefix, &key);
+            match writes.get_mut(&k) {
+                Some((_, existing)) => {
+                    if let Some(winner) = existing.reconcile(&value) {
+                        *existing = winner;
+                    }
+                }
+                None => {
+                    writes.insert(k, (key, value));
+                }
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+
+        let _guard = self
+            .stripe(mutation.table, &mutation.partition)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        for (k, (key, value)) in writes {
+            let winner = match self.data.get(&k).map_err(map_sled_error)? {
+                Some(stored) => {
+                    let stored = decode_value(&key, &stored)?;
+                    let winner = stored.reconcile(&value).ok_or_else(kind_mismatch)?;
+                    if winner == stored {
+                        continue;
+                    }
+                    winner
+                }
+                None => value,
+            };
+            batch.insert(k, encode_value(&winner));
+            changed = true;
+        }
+        if changed {
+            self.data.apply_batch(batch).map_err(map_sled_error)?;
+        }
+        Ok(())
+    }
+
+    fn read_partition(
+        &self,
+        table: TableId,
+        partition: &PartitionKey,
+        slice: &Slice,
+        now: Seconds,
+    ) -> Result<Option<PartitionData>, StorageError> {
+        let prefix = partition_prefix(table, partition);
+        let _guard = self
+            .stripe(table, partition)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.read_locked(&prefix, partition, slice, now)
+    }
+
+    fn scan(
+        &self,
+        table: TableId,
+        range: &ScanRange,
+        slice: &Slice,
+        max_partitions: usize,
+        now: Seconds,
+    ) -> Result<Vec<PartitionData>, StorageError> {
+        let table_start = table_prefix(table);
+        let mut lower = match &range.after {
+            Some(after) => {
+                let mut p = partition_prefix(table, after);
+                p.push(0xFF);
+                p
+            }
+            None => table_start.clone(),
+        };
+        let upper = match range.end_token {
+            Some(end) => {
+                let mut p = table_start.clone();
+                p.extend_from_slice(&encode_token(end));
+                prefix_successor(&p)
+            }
+            None => prefix_successor(&table_start),
+        };
+        let mut out = Vec::new();
+        while out.len() < max_partitions {
+            let Some(key) = self.first_key(&lower, upper.as_deref())? else {
+                break;
+            };
+            let (_, partition, used) = decode_partition(&key)?;
+            let prefix = &key[..used];
+            {
+                let _guard = self
+                    .stripe(table, &partition)
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(data) = self.read_locked(prefix, &partition, slice, now)? {
+                    out.push(data);
+                }
+            }
+            lower = prefix.to_vec();
+            lower.push(0xFF);
+        }
+        Ok(out)
+    }
+
+    fn truncate(&self, table: TableId) -> Result<(), StorageError> {
+        let prefix = table_prefix(table);
+        // Every stripe, always in the same order: no read or write of any partition overlaps the
+        // truncation, so none sees (or leaves) half a mutation. Truncation is a rare
+        // administrative operation; it is not atomic across a crash.
+        let _guards: Vec<_> = self
+            .stripes
+            .iter()
+            .map(|s| s.write().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut count = 0;
+            for item in self.data.scan_prefix(&prefix).keys().take(TRUNCATE_BATCH) {
+                batch.remove(item.map_err(map_sled_error)?);
+                count += 1;
+            }
+            if count == 0 {
+                return Ok(());
+            }
+            self.data.apply_batch(batch).map_err(map_sled_error)?;
+        }
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush().map_err(map_sled_error)?;
+        Ok(())
+    }
+
+    fn purge(
+        &self,
+        table: TableId,
+        now: Seconds,
+        gc_grace: Seconds,
+    ) -> Result<PurgeStats, StorageError> {
+        let table_start = table_prefix(table);
+        let upper = prefix_successor(&table_start);
+        let mut lower = table_start;
+        let mut total = PurgeStats::default();
+        let mut first_error = None;
+        while let Some(key) = self.first_key(&lower, upper.as_deref())? {
+            let (_, partition, used) = decode_partition(&key)?;
+            let prefix = &key[..used];
+            let result = {
+                let _guard = self
+                    .stripe(table, &partition)
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                self.purge_locked(prefix, now, gc_grace)
+            };
+            match result {
+                Ok(stats) => {
+                    total.cells_purged += stats.cells_purged;
+                    total.tombstones_purged += stats.tombstones_purged;
+                }
+                // A corrupt partition must not stop the purge of the others; report it at the end.
+                Err(e @ StorageError::Corrupt(_)) => {
+                    tracing::warn!(%table, token = partition.token, error = %e, "purge skipped a corrupt partition");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+            lower = prefix.to_vec();
+            lower.push(0xFF);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+
+    fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.meta.insert(key, value).map_err(map_sled_error)?;
+        Ok(())
+    }
+
+    fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .meta
+            .get(key)
+            .map_err(map_sled_error)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn meta_delete(&self, key: &[u8]) -> Result<(), StorageError> {
+        self.meta.remove(key).map_err(map_sled_error)?;
+        Ok(())
+    }
+
+    fn meta_scan_prefix(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StorageError> {
+        self.meta
+            .scan_prefix(prefix)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(map_sled_error)
+            })
+            .collect()
+    }
+
+    fn disk_size(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Cell, CellKey, RowUpdate};
+
+    fn engine() -> (tempfile::TempDir, SledEngine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = SledEngine::open(dir.path(), 8 << 20).expect("open");
+        (dir, engine)
+    }
+
+    fn write_cell(engine: &SledEngine, table: TableId, pk: &PartitionKey) {
+        let m = Mutation {
+            table,
+            partition: pk.clone(),
+            partition_deletion: None,
+            range_deletions: Vec::new(),
+            rows: vec![RowUpdate {
+                clustering: b"c".to_vec(),
+                cells: vec![(
+                    CellKey {
+                        column: 1,
+                        path: None,
+                    },
+                    Cell::live(1, b"v".to_vec()),
+                )],
+                ..RowUpdate::default()
+            }],
+        };
+        engine.apply(&m).expect("apply");
+    }
+
+    #[test]
+    fn disk_full_is_recognized() {
+        let e = sled::Error::Io(io::Error::from_raw_os_error(ENOSPC));
+        assert!(matches!(map_sled_error(e), StorageError::DiskFull(_)));
+        let e = sled::Error::Io(io::Error::new(io::ErrorKind::StorageFull, "full"));
+        assert!(matches!(map_sled_error(e), StorageError::DiskFull(_)));
+        let e = sled::Error::Io(io::Error::new(io::ErrorKind::PermissionDenied, "no"));
+        assert!(matches!(map_sled_error(e), StorageError::Io(_)));
+    }
+
+    #[test]
+    fn corrupt_values_are_errors_not_panics() {
+        let (_dir, engine) = engine();
+        let table = TableId::from_u128(7);
+        let pk = PartitionKey {
+            token: 3,
+            key: b"k".to_vec(),
+        };
+        write_cell(&engine, table, &pk);
+        let prefix = partition_prefix(table, &pk);
+        let key = atom_key(
+            &prefix,
+            &AtomKey::Cell(
+                b"c".to_vec(),
+                CellKey {
+                    column: 1,
+                    path: None,
+                },
+            ),
+        );
+        engine.data.insert(key, &[9u8, 9, 9][..]).expect("insert");
+        let read = engine.read_partition(table, &pk, &Slice::all(), 0);
+        assert!(matches!(read, Err(StorageError::Corrupt(_))), "{read:?}");
+        let write = engine.apply(&Mutation {
+            table,
+            partition: pk.clone(),
+            partition_deletion: None,
+            range_deletions: Vec::new(),
+            rows: vec![RowUpdate {
+                clustering: b"c".to_vec(),
+                cells: vec![(
+                    CellKey {
+                        column: 1,
+                        path: None,
+                    },
+                    Cell::live(2, b"w".to_vec()),
+                )],
+                ..RowUpdate::default()
+            }],
+        });
+        assert!(matches!(write, Err(StorageError::Corrupt(_))));
+        assert!(matches!(
+            engine.purge(table, 0, 0),
+            Err(StorageError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_keys_are_errors_not_panics() {
+        let (_dir, engine) = engine();
+        let table = TableId::from_u128(7);
+        let pk = PartitionKey {
+            token: 3,
+            key: b"k".to_vec(),
+        };
+        write_cell(&engine, table, &pk);
+        let mut key = partition_prefix(table, &pk);
+        key.extend_from_slice(&[0x02, b'c', 0x00, 0x01, 0x09]);
+        engine.data.insert(key, &[1u8][..]).expect("insert");
+        assert!(matches!(
+            engine.read_partition(table, &pk, &Slice::all(), 0),
+            Err(StorageError::Corrupt(_))
+        ));
+        // A key of the table too short to hold a partition.
+        engine
+            .data
+            .insert(table_prefix(table), &[1u8][..])
+            .expect("insert");
+        let scan = engine.scan(
+            table,
+            &ScanRange {
+                after: None,
+                end_token: None,
+            },
+            &Slice::all(),
+            10,
+            0,
+        );
+        assert!(matches!(scan, Err(StorageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn replaying_a_mutation_writes_nothing() {
+        let (_dir, engine) = engine();
+        let table = TableId::from_u128(1);
+        let pk = PartitionKey {
+            token: 0,
+            key: b"k".to_vec(),
+        };
+        write_cell(&engine, table, &pk);
+        let before = engine.data.checksum().expect("checksum");
+        write_cell(&engine, table, &pk);
+        assert_eq!(engine.data.checksum().expect("checksum"), before);
+        assert_eq!(engine.data.len(), 1);
+    }
+}
