@@ -12,11 +12,17 @@ use crate::types::CqlType;
 pub enum Statement {
     CreateKeyspace(CreateKeyspace),
     AlterKeyspace(CreateKeyspace),
-    DropKeyspace { name: String, if_exists: bool },
+    DropKeyspace {
+        name: String,
+        if_exists: bool,
+    },
     Use(String),
     CreateTable(CreateTable),
     AlterTable(AlterTable),
-    DropTable { table: QualifiedName, if_exists: bool },
+    DropTable {
+        table: QualifiedName,
+        if_exists: bool,
+    },
     Truncate(QualifiedName),
     Insert(Insert),
     Update(Update),
@@ -126,7 +132,11 @@ pub enum Assignment {
     /// `c = v`
     Set { column: String, value: Term },
     /// `c[k] = v` (map key or list index)
-    SetElement { column: String, key: Term, value: Term },
+    SetElement {
+        column: String,
+        key: Term,
+        value: Term,
+    },
     /// `c = c + v` (collections; counters)
     Append { column: String, value: Term },
     /// `c = v + c` (lists)
@@ -184,7 +194,10 @@ pub enum SelectExpr {
     /// `ttl(c)`
     Ttl(String),
     /// `token(k1, k2, ...)` or any other function, e.g. `toTimestamp(now())`, `count(c)`.
-    Function { name: String, args: Vec<SelectExpr> },
+    Function {
+        name: String,
+        args: Vec<SelectExpr>,
+    },
     /// A literal term in a select list (rare; e.g. inside a function call).
     Term(Term),
 }
@@ -205,7 +218,10 @@ pub enum RelationLhs {
     /// `(c1, c2)` multi-column relation on clustering columns.
     Tuple(Vec<String>),
     /// `m['key']` in a condition.
-    Element { column: String, key: Term },
+    Element {
+        column: String,
+        key: Term,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,9 +254,15 @@ pub enum Term {
     /// `(a, b)` — a tuple value or the right side of a multi-column relation.
     Tuple(Vec<Term>),
     /// `now()`, `uuid()`, `toTimestamp(now())`, `token(?)`...
-    FunctionCall { name: String, args: Vec<Term> },
+    FunctionCall {
+        name: String,
+        args: Vec<Term>,
+    },
     /// `(int) ?` — a type hint.
-    Cast { ty: CqlType, term: Box<Term> },
+    Cast {
+        ty: CqlType,
+        term: Box<Term>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,7 +316,9 @@ pub enum Describe {
     Table(QualifiedName),
     Cluster,
     /// `DESCRIBE SCHEMA` / `DESCRIBE FULL SCHEMA`.
-    Schema { full: bool },
+    Schema {
+        full: bool,
+    },
     /// `DESCRIBE name`: a keyspace or a table, whichever exists.
     Name(QualifiedName),
 }
@@ -329,7 +353,10 @@ pub fn visit_terms(stmt: &Statement, f: &mut dyn FnMut(&Term)) {
         }
     }
     fn using(u: &Using, f: &mut dyn FnMut(&Term)) {
-        u.ttl.iter().chain(u.timestamp.iter()).for_each(|t| term(t, f));
+        u.ttl
+            .iter()
+            .chain(u.timestamp.iter())
+            .for_each(|t| term(t, f));
     }
     fn relations(rs: &[Relation], f: &mut dyn FnMut(&Term)) {
         for r in rs {
@@ -369,7 +396,10 @@ pub fn visit_terms(stmt: &Statement, f: &mut dyn FnMut(&Term)) {
             relations(&u.conditions, f);
         }
         Statement::Delete(d) => {
-            d.columns.iter().filter_map(|c| c.element.as_ref()).for_each(|t| term(t, f));
+            d.columns
+                .iter()
+                .filter_map(|c| c.element.as_ref())
+                .for_each(|t| term(t, f));
             using(&d.using, f);
             relations(&d.where_clause, f);
             relations(&d.conditions, f);
@@ -377,7 +407,10 @@ pub fn visit_terms(stmt: &Statement, f: &mut dyn FnMut(&Term)) {
         Statement::Select(s) => {
             s.selectors.iter().for_each(|sel| select_expr(&sel.expr, f));
             relations(&s.where_clause, f);
-            s.per_partition_limit.iter().chain(s.limit.iter()).for_each(|t| term(t, f));
+            s.per_partition_limit
+                .iter()
+                .chain(s.limit.iter())
+                .for_each(|t| term(t, f));
         }
         Statement::Batch(b) => {
             using(&b.using, f);

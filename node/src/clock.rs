@@ -50,7 +50,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `micros` microseconds since the epoch.
     pub fn new(micros: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock { micros: AtomicI64::new(micros) })
+        Arc::new(ManualClock {
+            micros: AtomicI64::new(micros),
+        })
     }
 
     /// Sets the time.
@@ -60,7 +62,8 @@ impl ManualClock {
 
     /// Moves the time forward (or backward, with a negative argument) by whole seconds.
     pub fn advance_secs(&self, secs: i64) {
-        self.micros.fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
+        self.micros
+            .fetch_add(secs.saturating_mul(1_000_000), Ordering::SeqCst);
     }
 }
 
@@ -84,7 +87,9 @@ pub struct HybridClock {
 
 impl std::fmt::Debug for HybridClock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HybridClock").field("last", &self.last.load(Ordering::Relaxed)).finish()
+        f.debug_struct("HybridClock")
+            .field("last", &self.last.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
@@ -96,7 +101,10 @@ impl HybridClock {
 
     /// A clock over the given wall clock.
     pub fn new(wall: Arc<dyn WallClock>) -> Arc<HybridClock> {
-        Arc::new(HybridClock { wall, last: AtomicI64::new(i64::MIN) })
+        Arc::new(HybridClock {
+            wall,
+            last: AtomicI64::new(i64::MIN),
+        })
     }
 
     /// The next write timestamp: strictly greater than every timestamp returned or observed
@@ -105,8 +113,15 @@ impl HybridClock {
         let wall = self.wall.now_micros();
         let mut last = self.last.load(Ordering::SeqCst);
         loop {
-            let next = if wall > last { wall } else { last.saturating_add(1) };
-            match self.last.compare_exchange_weak(last, next, Ordering::SeqCst, Ordering::SeqCst) {
+            let next = if wall > last {
+                wall
+            } else {
+                last.saturating_add(1)
+            };
+            match self
+                .last
+                .compare_exchange_weak(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return next,
                 Err(actual) => last = actual,
             }
@@ -117,7 +132,12 @@ impl HybridClock {
     /// timestamps from this clock are greater. Returns false, changing nothing, when `ts` is more
     /// than [`MAX_OBSERVED_DRIFT_MICROS`] ahead of local wall time.
     pub fn observe(&self, ts: i64) -> bool {
-        if ts > self.wall.now_micros().saturating_add(MAX_OBSERVED_DRIFT_MICROS) {
+        if ts
+            > self
+                .wall
+                .now_micros()
+                .saturating_add(MAX_OBSERVED_DRIFT_MICROS)
+        {
             return false;
         }
         self.last.fetch_max(ts, Ordering::SeqCst);
@@ -191,7 +211,10 @@ mod tests {
                 std::thread::spawn(move || (0..1000).map(|_| clock.now()).collect::<Vec<_>>())
             })
             .collect();
-        let mut all: Vec<i64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let mut all: Vec<i64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();

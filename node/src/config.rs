@@ -51,7 +51,10 @@ pub struct Config {
     pub native_transport_port: u16,
     /// Largest native-protocol frame accepted, e.g. `256MiB` or a number of bytes. A larger frame
     /// gets a protocol error and the connection is closed.
-    #[serde(deserialize_with = "deserialize_byte_size", serialize_with = "serialize_byte_size")]
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
     pub native_transport_max_frame_size: u64,
     /// Requests processed at once on one connection; past it the node stops reading from that
     /// connection until one finishes (back-pressure, nothing is dropped).
@@ -120,13 +123,24 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {error}")]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("unknown config key `{key}` (from {source_name}); known keys: {known}")]
-    UnknownKey { key: String, source_name: String, known: String },
+    UnknownKey {
+        key: String,
+        source_name: String,
+        known: String,
+    },
     #[error("bad value for config key `{key}` (from {source_name}): {message}")]
-    BadValue { key: String, source_name: String, message: String },
+    BadValue {
+        key: String,
+        source_name: String,
+        message: String,
+    },
     #[error("--set takes key=value, got `{0}`")]
     BadSet(String),
 }
@@ -160,9 +174,10 @@ impl Config {
     /// Names of every configuration key, in declaration order.
     pub fn keys() -> Vec<String> {
         match serde_yaml::to_value(Config::default()) {
-            Ok(serde_yaml::Value::Mapping(m)) => {
-                m.keys().filter_map(|k| k.as_str().map(str::to_string)).collect()
-            }
+            Ok(serde_yaml::Value::Mapping(m)) => m
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -180,11 +195,15 @@ impl Config {
         let mut layered: BTreeMap<String, (serde_yaml::Value, Source)> = BTreeMap::new();
 
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
-            let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
-                ConfigError::File { path: path.to_path_buf(), message: e.to_string() }
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
             })?;
+            let value: serde_yaml::Value =
+                serde_yaml::from_str(&text).map_err(|e| ConfigError::File {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
             match value {
                 serde_yaml::Value::Null => {}
                 serde_yaml::Value::Mapping(map) => {
@@ -207,20 +226,26 @@ impl Config {
             }
         }
 
-        let mut env: Vec<(String, String)> =
-            env.into_iter().filter(|(k, _)| k.starts_with("RINGDB_")).collect();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("RINGDB_"))
+            .collect();
         env.sort();
         for (var, raw) in env {
             let key = var["RINGDB_".len()..].to_ascii_lowercase();
             if keys.contains(&key) {
                 layered.insert(key, (scalar(&raw), Source::Env(var)));
             } else if !NON_CONFIG_ENV.contains(&var.as_str()) {
-                warnings.push(format!("ignoring environment variable {var}: not a config key"));
+                warnings.push(format!(
+                    "ignoring environment variable {var}: not a config key"
+                ));
             }
         }
 
         for set in sets {
-            let (key, raw) = set.split_once('=').ok_or_else(|| ConfigError::BadSet(set.clone()))?;
+            let (key, raw) = set
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadSet(set.clone()))?;
             layered.insert(key.trim().to_string(), (scalar(raw.trim()), Source::Set));
         }
 
@@ -275,7 +300,10 @@ impl Config {
             return Err(bad("cluster_name", "must not be empty".into()));
         }
         if !(1..=1024).contains(&self.num_tokens) {
-            return Err(bad("num_tokens", format!("{} is not in 1..=1024", self.num_tokens)));
+            return Err(bad(
+                "num_tokens",
+                format!("{} is not in 1..=1024", self.num_tokens),
+            ));
         }
         if self.commitlog_sync_period_ms == 0 {
             return Err(bad("commitlog_sync_period_ms", "must be at least 1".into()));
@@ -283,7 +311,10 @@ impl Config {
         if self.native_transport_max_frame_size < 1024 {
             return Err(bad(
                 "native_transport_max_frame_size",
-                format!("{} bytes is too small (at least 1KiB)", self.native_transport_max_frame_size),
+                format!(
+                    "{} bytes is too small (at least 1KiB)",
+                    self.native_transport_max_frame_size
+                ),
             ));
         }
         if self.native_transport_max_frame_size > (1 << 31) {
@@ -293,10 +324,16 @@ impl Config {
             ));
         }
         if self.native_transport_max_requests_per_connection == 0 {
-            return Err(bad("native_transport_max_requests_per_connection", "must be at least 1".into()));
+            return Err(bad(
+                "native_transport_max_requests_per_connection",
+                "must be at least 1".into(),
+            ));
         }
         if self.native_transport_max_connections == 0 {
-            return Err(bad("native_transport_max_connections", "must be at least 1".into()));
+            return Err(bad(
+                "native_transport_max_connections",
+                "must be at least 1".into(),
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(bad("data_dir", "must not be empty".into()));
@@ -306,9 +343,10 @@ impl Config {
                 return Err(bad(key, "must not be empty".into()));
             }
         }
-        for (key, value) in
-            [("write_request_timeout_ms", self.write_request_timeout_ms), ("read_request_timeout_ms", self.read_request_timeout_ms)]
-        {
+        for (key, value) in [
+            ("write_request_timeout_ms", self.write_request_timeout_ms),
+            ("read_request_timeout_ms", self.read_request_timeout_ms),
+        ] {
             if value == 0 {
                 return Err(bad(key, "must be at least 1".into()));
             }
@@ -369,15 +407,22 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size such as 256MiB"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 256MiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}` (use KiB, MiB, GiB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 fn deserialize_byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -401,7 +446,11 @@ fn serialize_byte_size<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::
 mod tests {
     use super::*;
 
-    fn load(yaml: Option<&str>, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+    fn load(
+        yaml: Option<&str>,
+        env: &[(&str, &str)],
+        sets: &[&str],
+    ) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ringdb.yaml");
         if let Some(y) = yaml {
@@ -434,7 +483,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
-        let e = load(Some("num_tokenz: 4\n"), &[], &[]).unwrap_err().to_string();
+        let e = load(Some("num_tokenz: 4\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("num_tokenz"), "{e}");
         let e = load(None, &[], &["bogus=1"]).unwrap_err().to_string();
         assert!(e.contains("bogus") && e.contains("--set"), "{e}");
@@ -450,15 +501,29 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key_and_source() {
-        let e = load(Some("native_transport_port: lots\n"), &[], &[]).unwrap_err().to_string();
-        assert!(e.contains("native_transport_port") && e.contains("config file"), "{e}");
-        let e = load(None, &[("RINGDB_COMMITLOG_SYNC", "sometimes")], &[]).unwrap_err().to_string();
-        assert!(e.contains("commitlog_sync") && e.contains("RINGDB_COMMITLOG_SYNC"), "{e}");
+        let e = load(Some("native_transport_port: lots\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("native_transport_port") && e.contains("config file"),
+            "{e}"
+        );
+        let e = load(None, &[("RINGDB_COMMITLOG_SYNC", "sometimes")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("commitlog_sync") && e.contains("RINGDB_COMMITLOG_SYNC"),
+            "{e}"
+        );
         let e = load(None, &[], &["num_tokens=0"]).unwrap_err().to_string();
         assert!(e.contains("num_tokens"), "{e}");
-        let e = load(None, &[], &["listen_address=not-an-ip"]).unwrap_err().to_string();
+        let e = load(None, &[], &["listen_address=not-an-ip"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listen_address"), "{e}");
-        let e = load(None, &[], &["native_transport_max_frame_size=12XB"]).unwrap_err().to_string();
+        let e = load(None, &[], &["native_transport_max_frame_size=12XB"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("native_transport_max_frame_size"), "{e}");
         let e = load(None, &[], &["novalue"]).unwrap_err().to_string();
         assert!(e.contains("key=value"), "{e}");

@@ -34,10 +34,10 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use ringdb_cql::frame::Frame;
 use ringdb_cql::message::{
-    decode_request_frame, frame_error_response, response_frame, BatchQuery, BatchType,
-    BoundValue, ColumnSpec, Consistency, ErrorBody, ErrorKind, Event, PreparedMetadata,
-    QueryParameters, Request, Response, ResponseExtras, ResultBody, ResultMetadata, Rows,
-    SchemaChange, SchemaChangeTarget, SchemaChangeType, WriteType,
+    decode_request_frame, frame_error_response, response_frame, BatchQuery, BatchType, BoundValue,
+    ColumnSpec, Consistency, ErrorBody, ErrorKind, Event, PreparedMetadata, QueryParameters,
+    Request, Response, ResponseExtras, ResultBody, ResultMetadata, Rows, SchemaChange,
+    SchemaChangeTarget, SchemaChangeType, WriteType,
 };
 
 use crate::executor::{self, ExecError, Executor, QueryResult, Session};
@@ -92,7 +92,9 @@ impl CqlServer {
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Accepts connections until `shutdown` turns true, then waits (bounded) for connections to
@@ -181,7 +183,8 @@ struct Connection {
 impl Connection {
     async fn serve(self, socket: TcpStream, mut shutdown: watch::Receiver<bool>) {
         let (mut reader, writer) = socket.into_split();
-        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(self.limits.max_requests_per_connection + 16);
+        let (out_tx, out_rx) =
+            mpsc::channel::<Vec<u8>>(self.limits.max_requests_per_connection + 16);
         let writer_task = tokio::spawn(write_loop(writer, out_rx));
         let in_flight = Arc::new(Semaphore::new(self.limits.max_requests_per_connection));
         let mut events_rx: Option<broadcast::Receiver<Event>> = None;
@@ -267,14 +270,21 @@ impl Connection {
     }
 
     fn registered_events(&self) -> Vec<String> {
-        self.state.registered.lock().map(|r| r.clone()).unwrap_or_default()
+        self.state
+            .registered
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Answers one frame; returns the response frame's bytes.
     async fn handle_frame(&self, frame: Frame) -> Vec<u8> {
         let stream = frame.header.stream;
         if frame.header.is_response() {
-            return error_frame(stream, ErrorBody::protocol("a response frame was sent to the server"));
+            return error_frame(
+                stream,
+                ErrorBody::protocol("a response frame was sent to the server"),
+            );
         }
         let request = match decode_request_frame(&frame) {
             Ok(r) => r.request,
@@ -284,7 +294,8 @@ impl Connection {
         let started = Instant::now();
         let response = self.handle_request(request).await;
         metrics::counter!(m::REQUESTS, "op" => op).increment(1);
-        metrics::histogram!(m::REQUEST_DURATION, "op" => op).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::REQUEST_DURATION, "op" => op)
+            .record(started.elapsed().as_secs_f64());
         if let Response::Error(body) = &response {
             metrics::counter!(m::ERRORS, "code" => format!("0x{:04x}", body.code())).increment(1);
         }
@@ -296,8 +307,9 @@ impl Connection {
         match request {
             Request::Options => Response::Supported(supported()),
             Request::Startup(options) => {
-                if let Some((_, algo)) =
-                    options.iter().find(|(k, v)| k.eq_ignore_ascii_case("COMPRESSION") && !v.is_empty())
+                if let Some((_, algo)) = options
+                    .iter()
+                    .find(|(k, v)| k.eq_ignore_ascii_case("COMPRESSION") && !v.is_empty())
                 {
                     return error(ErrorBody::protocol(format!(
                         "Unsupported compression algorithm: {algo} (this server supports none)"
@@ -310,12 +322,15 @@ impl Connection {
                 "Unexpected message {}, expecting STARTUP or OPTIONS",
                 request_name(&request)
             ))),
-            Request::AuthResponse(_) => {
-                error(ErrorBody::protocol("Unexpected AUTH_RESPONSE: authentication is not enabled"))
-            }
+            Request::AuthResponse(_) => error(ErrorBody::protocol(
+                "Unexpected AUTH_RESPONSE: authentication is not enabled",
+            )),
             Request::Register { events } => {
                 for e in &events {
-                    if !matches!(e.as_str(), "TOPOLOGY_CHANGE" | "STATUS_CHANGE" | "SCHEMA_CHANGE") {
+                    if !matches!(
+                        e.as_str(),
+                        "TOPOLOGY_CHANGE" | "STATUS_CHANGE" | "SCHEMA_CHANGE"
+                    ) {
                         return error(ErrorBody::protocol(format!("Invalid event type {e}")));
                     }
                 }
@@ -360,7 +375,13 @@ impl Connection {
                 let result = self.executor.execute(&mut session, &id, &opts).await;
                 self.finish(session, result, skip)
             }
-            Request::Batch { batch_type, statements, consistency, serial_consistency: _, timestamp } => {
+            Request::Batch {
+                batch_type,
+                statements,
+                consistency,
+                serial_consistency: _,
+                timestamp,
+            } => {
                 let kind = match batch_type {
                     BatchType::Logged => ringdb_cql::ast::BatchKind::Logged,
                     BatchType::Unlogged => ringdb_cql::ast::BatchKind::Unlogged,
@@ -372,7 +393,9 @@ impl Connection {
                         let values = s.values.iter().map(bound_value).collect();
                         match s.query {
                             BatchQuery::Query(text) => executor::BatchItem::Query(text, values),
-                            BatchQuery::Prepared(id) => executor::BatchItem::Prepared(id.to_vec(), values),
+                            BatchQuery::Prepared(id) => {
+                                executor::BatchItem::Prepared(id.to_vec(), values)
+                            }
                         }
                     })
                     .collect();
@@ -392,7 +415,11 @@ impl Connection {
     }
 
     fn session(&self) -> Session {
-        self.state.session.lock().map(|s| s.clone()).unwrap_or_default()
+        self.state
+            .session
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// Turns an executor outcome into a response, applying its effects on the connection
@@ -411,7 +438,11 @@ impl Connection {
                 }
                 Response::Result(ResultBody::SetKeyspace(ks))
             }
-            Ok(QueryResult::Rows { columns, rows, paging_state }) => {
+            Ok(QueryResult::Rows {
+                columns,
+                rows,
+                paging_state,
+            }) => {
                 let mut metadata = if skip_metadata {
                     ResultMetadata::no_metadata(columns.len())
                 } else {
@@ -567,23 +598,44 @@ pub fn exec_error_body(e: ExecError) -> ErrorBody {
     let kind = match e {
         ExecError::Syntax(_) => ErrorKind::Syntax,
         ExecError::Invalid(_) => ErrorKind::Invalid,
-        ExecError::AlreadyExists { keyspace, table, .. } => ErrorKind::AlreadyExists { keyspace, table },
-        ExecError::Unprepared { id } => ErrorKind::Unprepared { id: Bytes::from(id) },
+        ExecError::AlreadyExists {
+            keyspace, table, ..
+        } => ErrorKind::AlreadyExists { keyspace, table },
+        ExecError::Unprepared { id } => ErrorKind::Unprepared {
+            id: Bytes::from(id),
+        },
         ExecError::Unauthorized(_) => ErrorKind::Unauthorized,
-        ExecError::Unavailable { consistency: cl, required, alive } => {
-            ErrorKind::Unavailable { consistency: consistency(cl), required, alive }
-        }
-        ExecError::WriteTimeout { consistency: cl, received, block_for, write_type } => {
-            ErrorKind::WriteTimeout {
-                consistency: consistency(cl),
-                received,
-                block_for,
-                write_type: WriteType::parse(&write_type),
-            }
-        }
-        ExecError::ReadTimeout { consistency: cl, received, block_for, data_present } => {
-            ErrorKind::ReadTimeout { consistency: consistency(cl), received, block_for, data_present }
-        }
+        ExecError::Unavailable {
+            consistency: cl,
+            required,
+            alive,
+        } => ErrorKind::Unavailable {
+            consistency: consistency(cl),
+            required,
+            alive,
+        },
+        ExecError::WriteTimeout {
+            consistency: cl,
+            received,
+            block_for,
+            write_type,
+        } => ErrorKind::WriteTimeout {
+            consistency: consistency(cl),
+            received,
+            block_for,
+            write_type: WriteType::parse(&write_type),
+        },
+        ExecError::ReadTimeout {
+            consistency: cl,
+            received,
+            block_for,
+            data_present,
+        } => ErrorKind::ReadTimeout {
+            consistency: consistency(cl),
+            received,
+            block_for,
+            data_present,
+        },
         ExecError::Overloaded(_) => ErrorKind::Overloaded,
         ExecError::Protocol(_) => ErrorKind::Protocol,
         ExecError::Server(_) => ErrorKind::Server,

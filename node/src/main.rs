@@ -10,7 +10,11 @@ use ringdb_node::config::Config;
 use ringdb_node::server;
 
 #[derive(Parser)]
-#[command(name = "ringdb", version, about = "A peer-to-peer, masterless database that speaks CQL")]
+#[command(
+    name = "ringdb",
+    version,
+    about = "A peer-to-peer, masterless database that speaks CQL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,7 +102,11 @@ impl ShellCli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Node { config, sets, check } => exit(run_node(config, sets, check)),
+        Command::Node {
+            config,
+            sets,
+            check,
+        } => exit(run_node(config, sets, check)),
         Command::Shell(cli) => {
             let args = match cli.into_args() {
                 Ok(a) => a,
@@ -140,6 +148,7 @@ fn init_logging(default_filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -158,8 +167,13 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
     }
     let runtime = runtime()?;
     runtime.block_on(async move {
-        let node = server::start(loaded.config, server::StartOptions { install_metrics: true })
-            .await?;
+        let node = server::start(
+            loaded.config,
+            server::StartOptions {
+                install_metrics: true,
+            },
+        )
+        .await?;
         server::wait_for_signal().await;
         tracing::info!("signal received, shutting down");
         node.shutdown().await;
@@ -171,18 +185,28 @@ fn run_demo(keep: bool, port: u16) -> anyhow::Result<()> {
     init_logging("warn");
     let dir = tempfile_dir()?;
     let dir_display = dir.clone();
-    let mut config = Config::default();
-    config.data_dir = dir.join("data");
-    config.native_transport_port = port;
-    config.prometheus_port = 0;
-    config.cluster_name = "ringdb demo".to_string();
+    let config = Config {
+        data_dir: dir.join("data"),
+        native_transport_port: port,
+        prometheus_port: 0,
+        cluster_name: "ringdb demo".to_string(),
+        ..Config::default()
+    };
     let runtime = runtime()?;
     let result = runtime.block_on(async move {
-        let node = server::start(config, server::StartOptions { install_metrics: false })
-            .await
-            .context("starting the demo node (is port 9042 taken? try --port 0)")?;
+        let node = server::start(
+            config,
+            server::StartOptions {
+                install_metrics: false,
+            },
+        )
+        .await
+        .context("starting the demo node (is port 9042 taken? try --port 0)")?;
         let addr = node.cql_addr();
-        println!("ringdb demo: a single node is serving CQL on {addr}; data in {}", dir.display());
+        println!(
+            "ringdb demo: a single node is serving CQL on {addr}; data in {}",
+            dir.display()
+        );
         println!("Leave the shell (EXIT or Ctrl-D) to stop it.\n");
         let args = ringdb_cql::shell::ShellArgs::for_address(addr);
         let status = ringdb_cql::shell::run(args).await;

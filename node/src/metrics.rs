@@ -34,8 +34,8 @@ pub const STORAGE_BYTES: &str = "ringdb_storage_bytes";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Installs the global recorder and starts the HTTP listener on `addr`. Must run inside a tokio
@@ -53,12 +53,23 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(REQUESTS, "CQL requests received, by operation");
-    describe_histogram!(REQUEST_DURATION, Unit::Seconds, "CQL request latency, by operation");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "CQL request latency, by operation"
+    );
     describe_counter!(ERRORS, "CQL error responses sent, by protocol error code");
     describe_gauge!(CONNECTIONS, "Open CQL client connections");
     describe_counter!(CONNECTIONS_TOTAL, "CQL client connections accepted");
-    describe_counter!(CONNECTIONS_REJECTED, "CQL client connections refused (limit reached)");
+    describe_counter!(
+        CONNECTIONS_REJECTED,
+        "CQL client connections refused (limit reached)"
+    );
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Bytes read from CQL clients");
     describe_counter!(BYTES_SENT, Unit::Bytes, "Bytes written to CQL clients");
-    describe_gauge!(STORAGE_BYTES, Unit::Bytes, "Bytes the storage engine uses on disk");
+    describe_gauge!(
+        STORAGE_BYTES,
+        Unit::Bytes,
+        "Bytes the storage engine uses on disk"
+    );
 }

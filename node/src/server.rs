@@ -57,7 +57,10 @@ impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
-            if tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), task).await.is_err() {
+            if tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a node task did not stop in time");
             }
         }
@@ -96,7 +99,9 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mode = match config.commitlog_sync {
         CommitlogSync::Batch => SyncMode::Batch,
-        CommitlogSync::Periodic => SyncMode::Periodic { period_ms: config.commitlog_sync_period_ms },
+        CommitlogSync::Periodic => SyncMode::Periodic {
+            period_ms: config.commitlog_sync_period_ms,
+        },
     };
     let commit = CommitSync::start(mode, engine.clone(), shutdown_rx.clone());
 
@@ -123,9 +128,20 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     }
 
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(storage_gauge(engine.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(storage_gauge(
+        engine.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(purge_worker(
+        engine.clone(),
+        executor.clone(),
+        shutdown_rx.clone(),
+    )));
 
-    let cql_addr = SocketAddr::new(config.native_transport_address, config.native_transport_port);
+    let cql_addr = SocketAddr::new(
+        config.native_transport_address,
+        config.native_transport_port,
+    );
     let limits = ServerLimits {
         max_frame_len: config.native_transport_max_frame_size as usize,
         max_requests_per_connection: config.native_transport_max_requests_per_connection as usize,
@@ -138,7 +154,12 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     tasks.push(tokio::spawn(server.run(shutdown_rx)));
     tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
 
-    Ok(RunningNode { cql_addr, shutdown: shutdown_tx, tasks, engine })
+    Ok(RunningNode {
+        cql_addr,
+        shutdown: shutdown_tx,
+        tasks,
+        engine,
+    })
 }
 
 /// The node's identity, created on first start and persisted.
@@ -204,6 +225,59 @@ async fn storage_gauge(engine: Arc<dyn Engine>, mut shutdown: watch::Receiver<bo
                 if *shutdown.borrow() {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// How often expired data and old tombstones are purged.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The background compaction of expired data: every [`PURGE_INTERVAL`], each user table drops
+/// cells whose TTL ran out and tombstones older than its `gc_grace_seconds` (never younger, so
+/// that repair cannot resurrect deleted data within the grace period).
+async fn purge_worker(
+    engine: Arc<dyn Engine>,
+    executor: Executor,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+    ticker.tick().await; // the first tick is immediate; start one interval after boot
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+                continue;
+            }
+        }
+        let schema = executor.schema();
+        let tables: Vec<_> = schema
+            .user_keyspaces()
+            .flat_map(|ks| schema.tables(&ks.name).cloned().collect::<Vec<_>>())
+            .collect();
+        for table in tables {
+            let engine = engine.clone();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let gc_grace = i64::from(table.options.gc_grace_seconds.max(0));
+            let id = table.id;
+            match tokio::task::spawn_blocking(move || engine.purge(id, now, gc_grace)).await {
+                Ok(Ok(stats)) if stats.cells_purged + stats.tombstones_purged > 0 => {
+                    tracing::info!(
+                        table = %format!("{}.{}", table.keyspace, table.name),
+                        cells = stats.cells_purged,
+                        tombstones = stats.tombstones_purged,
+                        "purged expired data"
+                    );
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, table = %table.name, "purge failed"),
+                Err(e) => tracing::warn!(error = %e, "purge task failed"),
             }
         }
     }

@@ -12,20 +12,38 @@ use ringdb_node::executor::{ExecError, QueryOptions, QueryResult};
 async fn populated() -> Db {
     let mut db = Db::with_keyspace().await;
     db.q("CREATE TABLE t (k int, c1 int, c2 text, s int static, v int, PRIMARY KEY (k, c1, c2)) WITH CLUSTERING ORDER BY (c1 DESC, c2 ASC)").await;
-    let ins = db.exec.prepare(&db.session, "INSERT INTO t (k, c1, c2, v) VALUES (?, ?, ?, ?)").unwrap();
-    let ins_ttl = db.exec.prepare(&db.session, "INSERT INTO t (k, c1, c2, v) VALUES (?, ?, ?, ?) USING TTL 10").unwrap();
+    let ins = db
+        .exec
+        .prepare(
+            &db.session,
+            "INSERT INTO t (k, c1, c2, v) VALUES (?, ?, ?, ?)",
+        )
+        .unwrap();
+    let ins_ttl = db
+        .exec
+        .prepare(
+            &db.session,
+            "INSERT INTO t (k, c1, c2, v) VALUES (?, ?, ?, ?) USING TTL 10",
+        )
+        .unwrap();
     for k in 0..60i32 {
         let n = (k * 37) % 151;
         for i in 0..n {
             let p = if i % 13 == 5 { &ins_ttl } else { &ins };
-            let o = opts(vec![int(k), int(i / 4), text(&format!("r{}", i % 4)), int(k * 1000 + i)]);
+            let o = opts(vec![
+                int(k),
+                int(i / 4),
+                text(&format!("r{}", i % 4)),
+                int(k * 1000 + i),
+            ]);
             db.exec.execute(&mut db.session, &p.id, &o).await.unwrap();
         }
         if k % 5 == 0 {
             db.q(&format!("UPDATE t SET s = {k} WHERE k = {k}")).await;
         }
         if k % 7 == 3 {
-            db.q(&format!("DELETE FROM t WHERE k = {k} AND c1 = 2")).await;
+            db.q(&format!("DELETE FROM t WHERE k = {k} AND c1 = 2"))
+                .await;
         }
     }
     // Expire the TTL'd rows: reads must skip them across page boundaries.
@@ -38,12 +56,25 @@ async fn fetch_all(db: &mut Db, text: &str, page_size: i32) -> (Vec<Vec<Option<V
     let mut state: Option<Vec<u8>> = None;
     let mut pages = 0;
     loop {
-        let o = QueryOptions { page_size: Some(page_size), paging_state: state.take(), ..QueryOptions::default() };
-        let r = db.try_opts(text, &o).await.unwrap_or_else(|e| panic!("{text} (page {pages}): {e:?}"));
+        let o = QueryOptions {
+            page_size: Some(page_size),
+            paging_state: state.take(),
+            ..QueryOptions::default()
+        };
+        let r = db
+            .try_opts(text, &o)
+            .await
+            .unwrap_or_else(|e| panic!("{text} (page {pages}): {e:?}"));
         pages += 1;
         match r {
-            QueryResult::Rows { rows, paging_state, .. } => {
-                assert!(rows.len() <= page_size as usize, "{text}: page of {} rows > {page_size}", rows.len());
+            QueryResult::Rows {
+                rows, paging_state, ..
+            } => {
+                assert!(
+                    rows.len() <= page_size as usize,
+                    "{text}: page of {} rows > {page_size}",
+                    rows.len()
+                );
                 out.extend(rows);
                 match paging_state {
                     Some(s) => state = Some(s),
@@ -58,7 +89,9 @@ async fn fetch_all(db: &mut Db, text: &str, page_size: i32) -> (Vec<Vec<Option<V
 
 async fn unpaged(db: &mut Db, text: &str) -> Vec<Vec<Option<Vec<u8>>>> {
     match db.q(text).await {
-        QueryResult::Rows { rows, paging_state, .. } => {
+        QueryResult::Rows {
+            rows, paging_state, ..
+        } => {
             assert!(paging_state.is_none());
             rows
         }
@@ -110,7 +143,10 @@ async fn paged_reads_equal_unpaged_reads() {
 async fn count_star_counts_everything_and_is_not_paged() {
     let mut db = populated().await;
     let total = unpaged(&mut db, "SELECT * FROM t").await.len();
-    let o = QueryOptions { page_size: Some(10), ..QueryOptions::default() };
+    let o = QueryOptions {
+        page_size: Some(10),
+        ..QueryOptions::default()
+    };
     let r = db.try_opts("SELECT count(*) FROM t", &o).await.unwrap();
     match &r {
         QueryResult::Rows { paging_state, .. } => assert!(paging_state.is_none()),
@@ -125,20 +161,40 @@ async fn count_star_counts_everything_and_is_not_paged() {
 #[tokio::test]
 async fn malformed_paging_states_are_rejected_cleanly() {
     let mut db = populated().await;
-    for bad in [vec![], vec![9], vec![1, 0, 1], vec![1, 7, 0, 0], vec![0xFF; 40]] {
-        let o = QueryOptions { page_size: Some(10), paging_state: Some(bad.clone()), ..QueryOptions::default() };
+    for bad in [
+        vec![],
+        vec![9],
+        vec![1, 0, 1],
+        vec![1, 7, 0, 0],
+        vec![0xFF; 40],
+    ] {
+        let o = QueryOptions {
+            page_size: Some(10),
+            paging_state: Some(bad.clone()),
+            ..QueryOptions::default()
+        };
         let e = db.try_opts("SELECT * FROM t", &o).await.unwrap_err();
         assert!(matches!(e, ExecError::Protocol(_)), "{bad:?}: {e:?}");
     }
     // A valid state of another query: a clean error or a valid page, never a panic.
-    let o = QueryOptions { page_size: Some(5), ..QueryOptions::default() };
+    let o = QueryOptions {
+        page_size: Some(5),
+        ..QueryOptions::default()
+    };
     let state = match db.try_opts("SELECT * FROM t", &o).await.unwrap() {
         QueryResult::Rows { paging_state, .. } => paging_state.unwrap(),
         other => panic!("{other:?}"),
     };
-    let o = QueryOptions { page_size: Some(5), paging_state: Some(state.clone()), ..QueryOptions::default() };
+    let o = QueryOptions {
+        page_size: Some(5),
+        paging_state: Some(state.clone()),
+        ..QueryOptions::default()
+    };
     let r = db.try_opts("SELECT * FROM t WHERE k IN (1, 2)", &o).await;
-    assert!(matches!(r, Err(ExecError::Protocol(_))) || r.is_ok(), "{r:?}");
+    assert!(
+        matches!(r, Err(ExecError::Protocol(_))) || r.is_ok(),
+        "{r:?}"
+    );
     let r = db.try_opts("SELECT * FROM system_schema.tables", &o).await;
     assert!(matches!(r, Err(ExecError::Protocol(_))), "{r:?}");
 }
@@ -155,7 +211,10 @@ async fn system_tables_page_too() {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {

@@ -10,14 +10,20 @@ use ringdb_node::executor::{ExecError, PeerInfo, QueryOptions, QueryResult};
 
 fn col<'a>(r: &'a QueryResult, name: &str) -> (usize, &'a CqlType) {
     let specs = specs(r);
-    let i = specs.iter().position(|c| c.name == name).unwrap_or_else(|| panic!("no column {name}"));
+    let i = specs
+        .iter()
+        .position(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
     (i, &specs[i].ty)
 }
 
 #[tokio::test]
 async fn system_local_has_one_row_with_driver_types() {
     let mut db = Db::new();
-    for q in ["SELECT * FROM system.local WHERE key='local'", "SELECT * FROM system.local"] {
+    for q in [
+        "SELECT * FROM system.local WHERE key='local'",
+        "SELECT * FROM system.local",
+    ] {
         let r = db.q(q).await;
         let rows = decode(&r);
         assert_eq!(rows.len(), 1);
@@ -46,9 +52,18 @@ async fn system_local_has_one_row_with_driver_types() {
             assert_eq!(t, &ty, "{name}");
             assert!(row[i].is_some() || name == "truncated_at", "{name} is null");
         }
-        assert_eq!(row[col(&r, "release_version").0], Some(CqlValue::Text("4.1.0".into())));
-        assert_eq!(row[col(&r, "cql_version").0], Some(CqlValue::Text("3.4.6".into())));
-        assert_eq!(row[col(&r, "bootstrapped").0], Some(CqlValue::Text("COMPLETED".into())));
+        assert_eq!(
+            row[col(&r, "release_version").0],
+            Some(CqlValue::Text("4.1.0".into()))
+        );
+        assert_eq!(
+            row[col(&r, "cql_version").0],
+            Some(CqlValue::Text("3.4.6".into()))
+        );
+        assert_eq!(
+            row[col(&r, "bootstrapped").0],
+            Some(CqlValue::Text("COMPLETED".into()))
+        );
         match &row[col(&r, "tokens").0] {
             Some(CqlValue::Set(t)) => {
                 assert_eq!(t.len(), 3);
@@ -62,17 +77,24 @@ async fn system_local_has_one_row_with_driver_types() {
         assert!(specs(&r).iter().all(|c| c.name != "dse_version"));
     }
     assert_eq!(
-        db.rows("SELECT cluster_name, release_version FROM system.local").await,
+        db.rows("SELECT cluster_name, release_version FROM system.local")
+            .await,
         rows!["Test Cluster", "4.1.0"]
     );
-    assert_eq!(db.rows("SELECT key FROM system.local WHERE key = 'other'").await, rows![]);
+    assert_eq!(
+        db.rows("SELECT key FROM system.local WHERE key = 'other'")
+            .await,
+        rows![]
+    );
 }
 
 #[tokio::test]
 async fn schema_version_is_stable_and_changes_with_ddl() {
     let mut db = Db::new();
     let v = |r: Vec<Vec<Option<CqlValue>>>| r[0][0].clone().unwrap();
-    let v1 = v(db.values("SELECT schema_version FROM system.local WHERE key='local'").await);
+    let v1 = v(db
+        .values("SELECT schema_version FROM system.local WHERE key='local'")
+        .await);
     let v1b = v(db.values("SELECT schema_version FROM system.local").await);
     assert_eq!(v1, v1b);
     assert_ne!(v1, CqlValue::Uuid([0; 16]));
@@ -84,7 +106,12 @@ async fn schema_version_is_stable_and_changes_with_ddl() {
     assert_eq!(v1, v3, "same schema, same version");
     // Two nodes that never talked, with no user schema: same version.
     let mut other = Db::new();
-    assert_eq!(v1, v(other.values("SELECT schema_version FROM system.local").await));
+    assert_eq!(
+        v1,
+        v(other
+            .values("SELECT schema_version FROM system.local")
+            .await)
+    );
 }
 
 #[tokio::test]
@@ -106,10 +133,21 @@ async fn peers_are_empty_then_supplied() {
         }]
     });
     assert_eq!(
-        db.rows("SELECT peer, data_center, rack, tokens, host_id FROM system.peers").await,
-        rows!["127.0.0.2", "dc1", "r1", "{'-5', '5'}", "00000000-0000-0000-0000-000000000007"]
+        db.rows("SELECT peer, data_center, rack, tokens, host_id FROM system.peers")
+            .await,
+        rows![
+            "127.0.0.2",
+            "dc1",
+            "r1",
+            "{'-5', '5'}",
+            "00000000-0000-0000-0000-000000000007"
+        ]
     );
-    assert_eq!(db.rows("SELECT native_port, peer_port FROM system.peers_v2").await, rows!["9042", "7000"]);
+    assert_eq!(
+        db.rows("SELECT native_port, peer_port FROM system.peers_v2")
+            .await,
+        rows!["9042", "7000"]
+    );
 }
 
 #[tokio::test]
@@ -119,22 +157,45 @@ async fn system_schema_lists_user_and_system_objects_and_honours_filters() {
     let ks = db.rows("SELECT keyspace_name, durable_writes, replication FROM system_schema.keyspaces WHERE keyspace_name = 'ks'").await;
     assert_eq!(
         ks,
-        rows!["ks", "True", "{'class': 'org.apache.cassandra.locator.SimpleStrategy', 'replication_factor': '1'}"]
+        rows![
+            "ks",
+            "True",
+            "{'class': 'org.apache.cassandra.locator.SimpleStrategy', 'replication_factor': '1'}"
+        ]
     );
-    let names: Vec<String> =
-        db.rows("SELECT keyspace_name FROM system_schema.keyspaces").await.into_iter().map(|r| r[0].clone()).collect();
-    for k in ["ks", "system", "system_schema", "system_auth", "system_distributed", "system_traces"] {
+    let names: Vec<String> = db
+        .rows("SELECT keyspace_name FROM system_schema.keyspaces")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    for k in [
+        "ks",
+        "system",
+        "system_schema",
+        "system_auth",
+        "system_distributed",
+        "system_traces",
+    ] {
         assert!(names.contains(&k.to_string()), "{k} missing");
     }
     let t = db.rows("SELECT table_name, flags, comment, gc_grace_seconds, default_time_to_live FROM system_schema.tables WHERE keyspace_name = 'ks' AND table_name = 't'").await;
     assert_eq!(t, rows!["t", "{'compound'}", "hi", "864000", "0"]);
     // Types of the options columns, as Cassandra 4 declares them.
-    let r = db.q("SELECT * FROM system_schema.tables WHERE keyspace_name = 'ks'").await;
-    assert_eq!(col(&r, "caching").1, &CqlType::Map(Box::new(CqlType::Text), Box::new(CqlType::Text)));
+    let r = db
+        .q("SELECT * FROM system_schema.tables WHERE keyspace_name = 'ks'")
+        .await;
+    assert_eq!(
+        col(&r, "caching").1,
+        &CqlType::Map(Box::new(CqlType::Text), Box::new(CqlType::Text))
+    );
     assert_eq!(col(&r, "flags").1, &CqlType::Set(Box::new(CqlType::Text)));
     assert_eq!(col(&r, "id").1, &CqlType::Uuid);
     assert_eq!(col(&r, "bloom_filter_fp_chance").1, &CqlType::Double);
-    assert_eq!(col(&r, "extensions").1, &CqlType::Map(Box::new(CqlType::Text), Box::new(CqlType::Blob)));
+    assert_eq!(
+        col(&r, "extensions").1,
+        &CqlType::Map(Box::new(CqlType::Text), Box::new(CqlType::Blob))
+    );
     let cols = db
         .rows("SELECT column_name, kind, position, clustering_order, type FROM system_schema.columns WHERE keyspace_name = 'ks' AND table_name = 't'")
         .await;
@@ -148,16 +209,37 @@ async fn system_schema_lists_user_and_system_objects_and_honours_filters() {
         ]
     );
     // System tables describe themselves.
-    let sys = db.rows("SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'system'").await;
+    let sys = db
+        .rows("SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'system'")
+        .await;
     assert_eq!(sys, rows!["local"; "peers"; "peers_v2"]);
     assert!(!db.rows("SELECT * FROM system_schema.columns WHERE keyspace_name = 'system_schema' AND table_name = 'columns'").await.is_empty());
-    for empty in ["types", "functions", "aggregates", "triggers", "indexes", "views", "dropped_columns"] {
-        assert_eq!(db.rows(&format!("SELECT * FROM system_schema.{empty}")).await, rows![], "{empty}");
+    for empty in [
+        "types",
+        "functions",
+        "aggregates",
+        "triggers",
+        "indexes",
+        "views",
+        "dropped_columns",
+    ] {
+        assert_eq!(
+            db.rows(&format!("SELECT * FROM system_schema.{empty}"))
+                .await,
+            rows![],
+            "{empty}"
+        );
     }
     db.q("ALTER TABLE t DROP s").await;
     let d = db.rows("SELECT column_name, kind, type FROM system_schema.dropped_columns WHERE keyspace_name = 'ks'").await;
     assert_eq!(d, rows!["s", "static", "int"]);
-    assert_eq!(db.rows("SELECT count(*) FROM system_schema.keyspaces WHERE keyspace_name IN ('ks', 'system')").await, rows!["2"]);
+    assert_eq!(
+        db.rows(
+            "SELECT count(*) FROM system_schema.keyspaces WHERE keyspace_name IN ('ks', 'system')"
+        )
+        .await,
+        rows!["2"]
+    );
 }
 
 #[tokio::test]
@@ -180,20 +262,48 @@ async fn virtual_schema_and_scylla_tables_are_invalid_on_query_and_prepare() {
 async fn system_tables_through_prepare_and_execute() {
     let mut db = Db::with_keyspace().await;
     db.q("CREATE TABLE t (k int PRIMARY KEY, v int)").await;
-    let p = db.exec.prepare(&db.session, "SELECT * FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?").unwrap();
+    let p = db
+        .exec
+        .prepare(
+            &db.session,
+            "SELECT * FROM system_schema.tables WHERE keyspace_name = ? AND table_name = ?",
+        )
+        .unwrap();
     assert_eq!(p.variables.len(), 2);
     assert_eq!(p.variables[0].name, "keyspace_name");
     assert_eq!(p.variables[0].ty, CqlType::Text);
     assert_eq!(p.variables[1].name, "table_name");
     assert_eq!(p.pk_indices, vec![0]);
     assert!(p.result_columns.iter().any(|c| c.name == "flags"));
-    let r = db.exec.execute(&mut db.session, &p.id, &opts(vec![text("ks"), text("t")])).await.unwrap();
+    let r = db
+        .exec
+        .execute(&mut db.session, &p.id, &opts(vec![text("ks"), text("t")]))
+        .await
+        .unwrap();
     assert_eq!(decode(&r).len(), 1);
-    let p = db.exec.prepare(&db.session, "SELECT schema_version FROM system.local WHERE key='local'").unwrap();
-    let o = QueryOptions { page_size: Some(1024), ..QueryOptions::default() };
+    let p = db
+        .exec
+        .prepare(
+            &db.session,
+            "SELECT schema_version FROM system.local WHERE key='local'",
+        )
+        .unwrap();
+    let o = QueryOptions {
+        page_size: Some(1024),
+        ..QueryOptions::default()
+    };
     let r = db.exec.execute(&mut db.session, &p.id, &o).await.unwrap();
     assert!(matches!(decode(&r)[0][0], Some(CqlValue::Uuid(_))));
-    let p = db.exec.prepare(&db.session, "SELECT peer, rpc_address, host_id, tokens FROM system.peers").unwrap();
+    let p = db
+        .exec
+        .prepare(
+            &db.session,
+            "SELECT peer, rpc_address, host_id, tokens FROM system.peers",
+        )
+        .unwrap();
     assert_eq!(p.result_columns[2].ty, CqlType::Uuid);
-    assert_eq!(p.result_columns[3].ty, CqlType::Set(Box::new(CqlType::Text)));
+    assert_eq!(
+        p.result_columns[3].ty,
+        CqlType::Set(Box::new(CqlType::Text))
+    );
 }

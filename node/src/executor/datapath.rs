@@ -11,14 +11,20 @@ use std::sync::Arc;
 
 use super::error::ExecError;
 use crate::commitlog::CommitSync;
-use crate::storage::{Engine, Mutation, PartitionData, PartitionKey, ScanRange, Seconds, Slice, TableId};
+use crate::storage::{
+    Engine, Mutation, PartitionData, PartitionKey, ScanRange, Seconds, Slice, TableId,
+};
 
 /// A read of one partition.
 #[derive(Debug, Clone)]
 pub struct PartitionRead<'a> {
+    /// The table's keyspace (decides replication).
     pub keyspace: &'a str,
+    /// The table.
     pub table: TableId,
+    /// The partition to read.
     pub partition: &'a PartitionKey,
+    /// Which rows of it.
     pub slice: &'a Slice,
     /// Expiry reference time (seconds since the epoch).
     pub now: Seconds,
@@ -29,12 +35,19 @@ pub struct PartitionRead<'a> {
 /// A scan over partitions in ring order.
 #[derive(Debug, Clone)]
 pub struct RangeRead<'a> {
+    /// The table's keyspace (decides replication).
     pub keyspace: &'a str,
+    /// The table.
     pub table: TableId,
+    /// Where the scan starts and stops on the ring.
     pub range: &'a ScanRange,
+    /// Which rows of each partition.
     pub slice: &'a Slice,
+    /// Most partitions to return.
     pub max_partitions: usize,
+    /// Expiry reference time (seconds since the epoch).
     pub now: Seconds,
+    /// Protocol consistency code.
     pub consistency: u16,
 }
 
@@ -50,13 +63,23 @@ pub trait DataPath: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), ExecError>>;
 
     /// Reads a slice of one partition; `None` when nothing at all is stored for it.
-    fn read<'a>(&'a self, read: PartitionRead<'a>) -> BoxFuture<'a, Result<Option<PartitionData>, ExecError>>;
+    fn read<'a>(
+        &'a self,
+        read: PartitionRead<'a>,
+    ) -> BoxFuture<'a, Result<Option<PartitionData>, ExecError>>;
 
     /// Reads up to `max_partitions` partitions in ring order.
-    fn scan<'a>(&'a self, read: RangeRead<'a>) -> BoxFuture<'a, Result<Vec<PartitionData>, ExecError>>;
+    fn scan<'a>(
+        &'a self,
+        read: RangeRead<'a>,
+    ) -> BoxFuture<'a, Result<Vec<PartitionData>, ExecError>>;
 
     /// Removes all data of a table.
-    fn truncate<'a>(&'a self, keyspace: &'a str, table: TableId) -> BoxFuture<'a, Result<(), ExecError>>;
+    fn truncate<'a>(
+        &'a self,
+        keyspace: &'a str,
+        table: TableId,
+    ) -> BoxFuture<'a, Result<(), ExecError>>;
 }
 
 /// The single-node data path: the local engine plus the commit policy.
@@ -66,6 +89,7 @@ pub struct LocalDataPath {
 }
 
 impl LocalDataPath {
+    /// A data path over `engine`, acknowledging writes as `commit` allows.
     pub fn new(engine: Arc<dyn Engine>, commit: Arc<CommitSync>) -> LocalDataPath {
         LocalDataPath { engine, commit }
     }
@@ -87,17 +111,37 @@ impl DataPath for LocalDataPath {
         })
     }
 
-    fn read<'a>(&'a self, read: PartitionRead<'a>) -> BoxFuture<'a, Result<Option<PartitionData>, ExecError>> {
-        Box::pin(async move { Ok(self.engine.read_partition(read.table, read.partition, read.slice, read.now)?) })
-    }
-
-    fn scan<'a>(&'a self, read: RangeRead<'a>) -> BoxFuture<'a, Result<Vec<PartitionData>, ExecError>> {
+    fn read<'a>(
+        &'a self,
+        read: PartitionRead<'a>,
+    ) -> BoxFuture<'a, Result<Option<PartitionData>, ExecError>> {
         Box::pin(async move {
-            Ok(self.engine.scan(read.table, read.range, read.slice, read.max_partitions, read.now)?)
+            Ok(self
+                .engine
+                .read_partition(read.table, read.partition, read.slice, read.now)?)
         })
     }
 
-    fn truncate<'a>(&'a self, _keyspace: &'a str, table: TableId) -> BoxFuture<'a, Result<(), ExecError>> {
+    fn scan<'a>(
+        &'a self,
+        read: RangeRead<'a>,
+    ) -> BoxFuture<'a, Result<Vec<PartitionData>, ExecError>> {
+        Box::pin(async move {
+            Ok(self.engine.scan(
+                read.table,
+                read.range,
+                read.slice,
+                read.max_partitions,
+                read.now,
+            )?)
+        })
+    }
+
+    fn truncate<'a>(
+        &'a self,
+        _keyspace: &'a str,
+        table: TableId,
+    ) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move {
             self.engine.truncate(table)?;
             self.commit.wait_durable().await?;

@@ -13,7 +13,9 @@ use ringdb_cql::types::CqlType;
 
 use super::error::{invalid, ExecError};
 use super::{ColumnSpec, LocalNodeInfo, QueryResult};
-use crate::schema::{is_system_keyspace, ClusteringOrder, ColumnKind, KeyspaceDef, Schema, TableDef};
+use crate::schema::{
+    is_system_keyspace, ClusteringOrder, ColumnKind, KeyspaceDef, Schema, TableDef,
+};
 
 /// The snitch DESCRIBE CLUSTER reports: nodes take their datacenter and rack from configuration.
 const SNITCH: &str = "org.apache.cassandra.locator.GossipingPropertyFileSnitch";
@@ -21,7 +23,9 @@ const SNITCH: &str = "org.apache.cassandra.locator.GossipingPropertyFileSnitch";
 /// An identifier as CQL text: bare when it would read back the same, double-quoted otherwise.
 pub fn quote_identifier(name: &str) -> String {
     let simple = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !is_reserved(name);
     if simple {
         name.to_string()
@@ -35,7 +39,10 @@ fn quote_string(s: &str) -> String {
 }
 
 fn map_literal(entries: &[(String, String)]) -> String {
-    let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{}: {}", quote_string(k), quote_string(v))).collect();
+    let parts: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{}: {}", quote_string(k), quote_string(v)))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 
@@ -75,7 +82,11 @@ pub fn table_cql(t: &TableDef) -> String {
         }
         lines.push(l);
     }
-    let mut others: Vec<_> = t.columns.iter().filter(|c| !c.kind.is_primary_key()).collect();
+    let mut others: Vec<_> = t
+        .columns
+        .iter()
+        .filter(|c| !c.kind.is_primary_key())
+        .collect();
     others.sort_by(|a, b| a.name.cmp(&b.name));
     for c in others {
         let mut l = format!("    {} {}", quote_identifier(&c.name), type_cql(&c.ty));
@@ -86,7 +97,11 @@ pub fn table_cql(t: &TableDef) -> String {
     }
     if !inline_pk {
         let pk_names: Vec<String> = pk.iter().map(|c| quote_identifier(&c.name)).collect();
-        let pk_part = if pk.len() == 1 { pk_names[0].clone() } else { format!("({})", pk_names.join(", ")) };
+        let pk_part = if pk.len() == 1 {
+            pk_names[0].clone()
+        } else {
+            format!("({})", pk_names.join(", "))
+        };
         let mut parts = vec![pk_part];
         parts.extend(ck.iter().map(|c| quote_identifier(&c.name)));
         lines.push(format!("    PRIMARY KEY ({})", parts.join(", ")));
@@ -97,17 +112,30 @@ pub fn table_cql(t: &TableDef) -> String {
         let order: Vec<String> = ck
             .iter()
             .map(|c| {
-                let dir = if c.clustering_order() == Some(ClusteringOrder::Desc) { "DESC" } else { "ASC" };
+                let dir = if c.clustering_order() == Some(ClusteringOrder::Desc) {
+                    "DESC"
+                } else {
+                    "ASC"
+                };
                 format!("{} {dir}", quote_identifier(&c.name))
             })
             .collect();
         options.push(format!("CLUSTERING ORDER BY ({})", order.join(", ")));
     }
-    let extensions: Vec<(String, String)> =
-        o.extensions.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())).collect();
+    let extensions: Vec<(String, String)> = o
+        .extensions
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
     options.extend([
-        format!("additional_write_policy = {}", quote_string(&o.additional_write_policy)),
-        format!("bloom_filter_fp_chance = {}", f64_literal(o.bloom_filter_fp_chance)),
+        format!(
+            "additional_write_policy = {}",
+            quote_string(&o.additional_write_policy)
+        ),
+        format!(
+            "bloom_filter_fp_chance = {}",
+            f64_literal(o.bloom_filter_fp_chance)
+        ),
         format!("caching = {}", map_literal(&o.caching)),
         format!("cdc = {}", o.cdc),
         format!("comment = {}", quote_string(&o.comment)),
@@ -118,7 +146,10 @@ pub fn table_cql(t: &TableDef) -> String {
         format!("extensions = {}", map_literal(&extensions)),
         format!("gc_grace_seconds = {}", o.gc_grace_seconds),
         format!("max_index_interval = {}", o.max_index_interval),
-        format!("memtable_flush_period_in_ms = {}", o.memtable_flush_period_in_ms),
+        format!(
+            "memtable_flush_period_in_ms = {}",
+            o.memtable_flush_period_in_ms
+        ),
         format!("min_index_interval = {}", o.min_index_interval),
         format!("read_repair = {}", quote_string(&o.read_repair)),
         format!("speculative_retry = {}", quote_string(&o.speculative_retry)),
@@ -133,7 +164,12 @@ pub fn table_cql(t: &TableDef) -> String {
 }
 
 fn spec(name: &str) -> ColumnSpec {
-    ColumnSpec { keyspace: String::new(), table: String::new(), name: name.to_string(), ty: CqlType::Text }
+    ColumnSpec {
+        keyspace: String::new(),
+        table: String::new(),
+        name: name.to_string(),
+        ty: CqlType::Text,
+    }
 }
 
 fn text(s: &str) -> Option<Vec<u8>> {
@@ -143,27 +179,51 @@ fn text(s: &str) -> Option<Vec<u8>> {
 fn listing(rows: Vec<(String, &str, String)>) -> QueryResult {
     QueryResult::Rows {
         columns: vec![spec("keyspace_name"), spec("type"), spec("name")],
-        rows: rows.into_iter().map(|(k, t, n)| vec![text(&k), text(t), text(&n)]).collect(),
+        rows: rows
+            .into_iter()
+            .map(|(k, t, n)| vec![text(&k), text(t), text(&n)])
+            .collect(),
         paging_state: None,
     }
 }
 
 fn elements(rows: Vec<(String, &str, String, String)>) -> QueryResult {
     QueryResult::Rows {
-        columns: vec![spec("keyspace_name"), spec("type"), spec("name"), spec("create_statement")],
-        rows: rows.into_iter().map(|(k, t, n, c)| vec![text(&k), text(t), text(&n), text(&c)]).collect(),
+        columns: vec![
+            spec("keyspace_name"),
+            spec("type"),
+            spec("name"),
+            spec("create_statement"),
+        ],
+        rows: rows
+            .into_iter()
+            .map(|(k, t, n, c)| vec![text(&k), text(t), text(&n), text(&c)])
+            .collect(),
         paging_state: None,
     }
 }
 
-fn keyspace_rows(schema: &Schema, ks: &KeyspaceDef, out: &mut Vec<(String, &'static str, String, String)>) {
-    out.push((ks.name.clone(), "keyspace", ks.name.clone(), keyspace_cql(ks)));
+fn keyspace_rows(
+    schema: &Schema,
+    ks: &KeyspaceDef,
+    out: &mut Vec<(String, &'static str, String, String)>,
+) {
+    out.push((
+        ks.name.clone(),
+        "keyspace",
+        ks.name.clone(),
+        keyspace_cql(ks),
+    ));
     for t in schema.tables(&ks.name) {
         out.push((ks.name.clone(), "table", t.name.clone(), table_cql(t)));
     }
 }
 
-fn resolve_table<'s>(schema: &'s Schema, name: &QualifiedName, session: Option<&str>) -> Result<&'s TableDef, ExecError> {
+fn resolve_table<'s>(
+    schema: &'s Schema,
+    name: &QualifiedName,
+    session: Option<&str>,
+) -> Result<&'s TableDef, ExecError> {
     let ks = match (&name.keyspace, session) {
         (Some(k), _) => k.as_str(),
         (None, Some(s)) => s,
@@ -188,9 +248,12 @@ pub(crate) fn describe(
     node: &LocalNodeInfo,
 ) -> Result<QueryResult, ExecError> {
     Ok(match d {
-        Describe::Keyspaces => {
-            listing(schema.keyspaces().map(|k| (k.name.clone(), "keyspace", k.name.clone())).collect())
-        }
+        Describe::Keyspaces => listing(
+            schema
+                .keyspaces()
+                .map(|k| (k.name.clone(), "keyspace", k.name.clone()))
+                .collect(),
+        ),
         Describe::Tables => {
             let mut rows = Vec::new();
             for ks in schema.keyspaces() {
@@ -209,14 +272,21 @@ pub(crate) fn describe(
                 (None, Some(s)) => s,
                 (None, None) => return invalid("No keyspace specified and no current keyspace"),
             };
-            let ks = schema.keyspace(name).ok_or_else(|| ExecError::Invalid(format!("Keyspace '{name}' not found")))?;
+            let ks = schema
+                .keyspace(name)
+                .ok_or_else(|| ExecError::Invalid(format!("Keyspace '{name}' not found")))?;
             let mut rows = Vec::new();
             keyspace_rows(schema, ks, &mut rows);
             elements(rows)
         }
         Describe::Table(name) => {
             let t = resolve_table(schema, name, session)?;
-            elements(vec![(t.keyspace.clone(), "table", t.name.clone(), table_cql(t))])
+            elements(vec![(
+                t.keyspace.clone(),
+                "table",
+                t.name.clone(),
+                table_cql(t),
+            )])
         }
         Describe::Schema { full } => {
             let mut rows = Vec::new();
@@ -230,7 +300,11 @@ pub(crate) fn describe(
         }
         Describe::Cluster => QueryResult::Rows {
             columns: vec![spec("cluster"), spec("partitioner"), spec("snitch")],
-            rows: vec![vec![text(&node.cluster_name), text(&node.partitioner), text(SNITCH)]],
+            rows: vec![vec![
+                text(&node.cluster_name),
+                text(&node.partitioner),
+                text(SNITCH),
+            ]],
             paging_state: None,
         },
         Describe::Name(name) => {
@@ -242,7 +316,12 @@ pub(crate) fn describe(
                 }
             }
             match resolve_table(schema, name, session) {
-                Ok(t) => elements(vec![(t.keyspace.clone(), "table", t.name.clone(), table_cql(t))]),
+                Ok(t) => elements(vec![(
+                    t.keyspace.clone(),
+                    "table",
+                    t.name.clone(),
+                    table_cql(t),
+                )]),
                 Err(_) => {
                     let full = match &name.keyspace {
                         Some(k) => format!("{k}.{}", name.name),

@@ -17,7 +17,11 @@ pub enum ExecError {
     Invalid(String),
     /// CREATE of an existing keyspace or table (0x2400). `table` is empty for a keyspace.
     #[error("{message}")]
-    AlreadyExists { keyspace: String, table: String, message: String },
+    AlreadyExists {
+        keyspace: String,
+        table: String,
+        message: String,
+    },
     /// EXECUTE of an id this node does not know (0x2500): the driver re-prepares.
     #[error("Prepared query with ID {} not found (either the query was not prepared on this host (maybe the host has been restarted?) or you have prepared too many queries and it has been evicted from the internal cache)", hex(.id))]
     Unprepared { id: Vec<u8> },
@@ -26,13 +30,27 @@ pub enum ExecError {
     Unauthorized(String),
     /// Not enough live replicas to even try (0x1000).
     #[error("Cannot achieve consistency level: {required} required but only {alive} alive")]
-    Unavailable { consistency: u16, required: i32, alive: i32 },
+    Unavailable {
+        consistency: u16,
+        required: i32,
+        alive: i32,
+    },
     /// Replicas did not acknowledge a write in time (0x1100).
     #[error("Operation timed out - received only {received} responses.")]
-    WriteTimeout { consistency: u16, received: i32, block_for: i32, write_type: String },
+    WriteTimeout {
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        write_type: String,
+    },
     /// Replicas did not answer a read in time (0x1200).
     #[error("Operation timed out - received only {received} responses.")]
-    ReadTimeout { consistency: u16, received: i32, block_for: i32, data_present: bool },
+    ReadTimeout {
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        data_present: bool,
+    },
     /// The node is overloaded (0x1001).
     #[error("{0}")]
     Overloaded(String),
@@ -64,9 +82,15 @@ impl From<SchemaError> for ExecError {
     fn from(e: SchemaError) -> Self {
         match e {
             SchemaError::Invalid(m) => ExecError::Invalid(m),
-            SchemaError::AlreadyExists { keyspace, table, message } => {
-                ExecError::AlreadyExists { keyspace, table, message }
-            }
+            SchemaError::AlreadyExists {
+                keyspace,
+                table,
+                message,
+            } => ExecError::AlreadyExists {
+                keyspace,
+                table,
+                message,
+            },
             SchemaError::Unauthorized(m) => ExecError::Unauthorized(m),
             SchemaError::Storage(e) => ExecError::from(e),
             SchemaError::Corrupt(m) => ExecError::Server(format!("corrupt schema: {m}")),

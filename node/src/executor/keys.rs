@@ -27,15 +27,21 @@ pub(crate) fn token_of(key: &[u8]) -> i64 {
 }
 
 /// The storage address of a partition from its key values (in key order, already serialized).
-pub(crate) fn partition_key_from_serialized(components: &[Vec<u8>]) -> Result<PartitionKey, ExecError> {
+pub(crate) fn partition_key_from_serialized(
+    components: &[Vec<u8>],
+) -> Result<PartitionKey, ExecError> {
     for c in components {
         if c.is_empty() && components.len() == 1 {
             return invalid("Key may not be empty");
         }
     }
     let refs: Vec<&[u8]> = components.iter().map(|c| c.as_slice()).collect();
-    let key = murmur3::serialize_partition_key(&refs).map_err(|e| ExecError::Invalid(e.to_string()))?;
-    Ok(PartitionKey { token: token_of(&key), key })
+    let key =
+        murmur3::serialize_partition_key(&refs).map_err(|e| ExecError::Invalid(e.to_string()))?;
+    Ok(PartitionKey {
+        token: token_of(&key),
+        key,
+    })
 }
 
 /// The storage address of a partition from its key values (in key order).
@@ -45,7 +51,10 @@ pub(crate) fn partition_key(values: &[CqlValue]) -> Result<PartitionKey, ExecErr
 }
 
 /// Splits serialized partition key bytes back into per-column serialized values.
-pub(crate) fn split_partition_key(key: &[u8], components: usize) -> Result<Vec<Vec<u8>>, ExecError> {
+pub(crate) fn split_partition_key(
+    key: &[u8],
+    components: usize,
+) -> Result<Vec<Vec<u8>>, ExecError> {
     if components <= 1 {
         return Ok(vec![key.to_vec()]);
     }
@@ -85,7 +94,10 @@ pub(crate) fn clustering_bytes(cols: &[&ColumnDef], values: &[CqlValue]) -> Vec<
 }
 
 /// Decodes full clustering bytes into values.
-pub(crate) fn decode_clustering(cols: &[&ColumnDef], bytes: &[u8]) -> Result<Vec<CqlValue>, ExecError> {
+pub(crate) fn decode_clustering(
+    cols: &[&ColumnDef],
+    bytes: &[u8],
+) -> Result<Vec<CqlValue>, ExecError> {
     let mut out = Vec::with_capacity(cols.len());
     let mut pos = 0;
     for c in cols {
@@ -96,7 +108,9 @@ pub(crate) fn decode_clustering(cols: &[&ColumnDef], bytes: &[u8]) -> Result<Vec
         out.push(v);
     }
     if pos != bytes.len() {
-        return Err(ExecError::Server("corrupt clustering key in storage: trailing bytes".into()));
+        return Err(ExecError::Server(
+            "corrupt clustering key in storage: trailing bytes".into(),
+        ));
     }
     Ok(out)
 }
@@ -116,9 +130,12 @@ pub(crate) fn prefix_successor(p: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Where the rows with prefix `p` start. For the empty prefix that is just after the empty
+/// clustering key, which is the static row's: clustering ranges (and range deletions built from
+/// them) must never cover the static row.
 fn start_of(p: &[u8]) -> Bound<Vec<u8>> {
     if p.is_empty() {
-        Bound::Unbounded
+        Bound::Excluded(Vec::new())
     } else {
         Bound::Included(p.to_vec())
     }
@@ -176,7 +193,11 @@ pub(crate) fn tuple_slice_ranges(
         let greater = matches!(op, SliceOp::Gt | SliceOp::Ge);
         // In byte order, "greater value" is "after" for ASC and "before" for DESC.
         let after_in_bytes = greater != desc;
-        let r = if after_in_bytes { (start_after(&with_v), end_after(&q)) } else { (start_of(&q), Bound::Excluded(with_v.clone())) };
+        let r = if after_in_bytes {
+            (start_after(&with_v), end_after(&q))
+        } else {
+            (start_of(&q), Bound::Excluded(with_v.clone()))
+        };
         out.push(r);
         q = with_v;
     }
@@ -191,7 +212,9 @@ fn cmp_start(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Ordering {
         (Bound::Unbounded, Bound::Unbounded) => Ordering::Equal,
         (Bound::Unbounded, _) => Ordering::Less,
         (_, Bound::Unbounded) => Ordering::Greater,
-        (Bound::Included(x), Bound::Included(y)) | (Bound::Excluded(x), Bound::Excluded(y)) => x.cmp(y),
+        (Bound::Included(x), Bound::Included(y)) | (Bound::Excluded(x), Bound::Excluded(y)) => {
+            x.cmp(y)
+        }
         (Bound::Included(x), Bound::Excluded(y)) => x.cmp(y).then(Ordering::Less),
         (Bound::Excluded(x), Bound::Included(y)) => x.cmp(y).then(Ordering::Greater),
     }
@@ -202,7 +225,9 @@ fn cmp_end(a: &Bound<Vec<u8>>, b: &Bound<Vec<u8>>) -> Ordering {
         (Bound::Unbounded, Bound::Unbounded) => Ordering::Equal,
         (Bound::Unbounded, _) => Ordering::Greater,
         (_, Bound::Unbounded) => Ordering::Less,
-        (Bound::Included(x), Bound::Included(y)) | (Bound::Excluded(x), Bound::Excluded(y)) => x.cmp(y),
+        (Bound::Included(x), Bound::Included(y)) | (Bound::Excluded(x), Bound::Excluded(y)) => {
+            x.cmp(y)
+        }
         (Bound::Included(x), Bound::Excluded(y)) => x.cmp(y).then(Ordering::Greater),
         (Bound::Excluded(x), Bound::Included(y)) => x.cmp(y).then(Ordering::Less),
     }
@@ -213,7 +238,9 @@ pub(crate) fn range_is_empty(r: &ByteRange) -> bool {
     match (&r.0, &r.1) {
         (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
         (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
+            s >= e
+        }
         (Bound::Excluded(s), Bound::Excluded(e)) => {
             // (s, e) is empty when nothing lies strictly between: e == s or e == s ++ [0].
             s >= e || (e.len() == s.len() + 1 && e.starts_with(s) && e[s.len()] == 0)
@@ -257,8 +284,16 @@ pub(crate) fn intersect_ranges(a: &[ByteRange], b: &[ByteRange]) -> Vec<ByteRang
     let mut out = Vec::new();
     for x in a {
         for y in b {
-            let start = if cmp_start(&x.0, &y.0) == Ordering::Greater { x.0.clone() } else { y.0.clone() };
-            let end = if cmp_end(&x.1, &y.1) == Ordering::Less { x.1.clone() } else { y.1.clone() };
+            let start = if cmp_start(&x.0, &y.0) == Ordering::Greater {
+                x.0.clone()
+            } else {
+                y.0.clone()
+            };
+            let end = if cmp_end(&x.1, &y.1) == Ordering::Less {
+                x.1.clone()
+            } else {
+                y.1.clone()
+            };
             let r = (start, end);
             if !range_is_empty(&r) {
                 out.push(r);
@@ -269,9 +304,16 @@ pub(crate) fn intersect_ranges(a: &[ByteRange], b: &[ByteRange]) -> Vec<ByteRang
 }
 
 /// The part of `ranges` strictly after (or, reversed, strictly before) `clustering`.
-pub(crate) fn ranges_after(ranges: &[ByteRange], clustering: &[u8], reversed: bool) -> Vec<ByteRange> {
+pub(crate) fn ranges_after(
+    ranges: &[ByteRange],
+    clustering: &[u8],
+    reversed: bool,
+) -> Vec<ByteRange> {
     let cut: ByteRange = if reversed {
-        (Bound::Unbounded, Bound::Excluded(clustering.to_vec()))
+        (
+            Bound::Excluded(Vec::new()),
+            Bound::Excluded(clustering.to_vec()),
+        )
     } else {
         (Bound::Excluded(clustering.to_vec()), Bound::Unbounded)
     };
@@ -299,9 +341,15 @@ pub(crate) fn ranges_contain(ranges: &[ByteRange], clustering: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::schema::ColumnKind;
+    use ringdb_cql::types::CqlType;
 
     fn col(order: ClusteringOrder, pos: u16) -> ColumnDef {
-        ColumnDef { id: pos as u32, name: format!("c{pos}"), ty: CqlType::Int, kind: ColumnKind::Clustering(pos, order) }
+        ColumnDef {
+            id: pos as u32,
+            name: format!("c{pos}"),
+            ty: CqlType::Int,
+            kind: ColumnKind::Clustering(pos, order),
+        }
     }
 
     fn enc(cols: &[&ColumnDef], vals: &[i32]) -> Vec<u8> {
@@ -320,7 +368,12 @@ mod tests {
                 for op in [SliceOp::Gt, SliceOp::Ge, SliceOp::Lt, SliceOp::Le] {
                     for width in [1usize, 2] {
                         let bound = [2, 3];
-                        let ranges = tuple_slice_ranges(&[], &cols[..width], &[CqlValue::Int(2), CqlValue::Int(3)][..width], op);
+                        let ranges = tuple_slice_ranges(
+                            &[],
+                            &cols[..width],
+                            &[CqlValue::Int(2), CqlValue::Int(3)][..width],
+                            op,
+                        );
                         for a in 0..5 {
                             for b in 0..5 {
                                 let key = enc(&cols, &[a, b]);
@@ -331,13 +384,27 @@ mod tests {
                                     SliceOp::Lt => ord == Ordering::Less,
                                     SliceOp::Le => ord != Ordering::Greater,
                                 };
-                                assert_eq!(ranges_contain(&ranges, &key), want, "{o1:?} {o2:?} {op:?} w{width} ({a},{b})");
+                                assert_eq!(
+                                    ranges_contain(&ranges, &key),
+                                    want,
+                                    "{o1:?} {o2:?} {op:?} w{width} ({a},{b})"
+                                );
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn ranges_never_cover_the_static_row() {
+        let c1 = col(ClusteringOrder::Asc, 0);
+        for op in [SliceOp::Gt, SliceOp::Ge, SliceOp::Lt, SliceOp::Le] {
+            let r = tuple_slice_ranges(&[], &[&c1], &[CqlValue::Int(0)], op);
+            assert!(!ranges_contain(&r, &[]), "{op:?}");
+        }
+        assert!(!ranges_contain(&[prefix_range(&[])], &[]));
     }
 
     #[test]

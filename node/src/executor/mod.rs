@@ -116,8 +116,11 @@ impl Default for QueryOptions {
 /// A column of a result or a bind variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnSpec {
+    /// Keyspace of the table the column belongs to (empty for computed results).
     pub keyspace: String,
+    /// Table the column belongs to (empty for computed results).
     pub table: String,
+    /// Column name as the client sees it (alias, `writetime(v)`, `[limit]`, ...).
     pub name: String,
     /// The wire type (no `frozen<>`).
     pub ty: CqlType,
@@ -141,8 +144,11 @@ pub enum SchemaChangeTarget {
 /// A SCHEMA_CHANGE result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaChangeInfo {
+    /// Created, updated or dropped.
     pub change: SchemaChangeKind,
+    /// A keyspace or a table.
     pub target: SchemaChangeTarget,
+    /// The keyspace changed, or holding the table changed.
     pub keyspace: String,
     /// The table, for a table change.
     pub name: Option<String>,
@@ -193,16 +199,25 @@ pub enum BatchItem {
 /// What `system.local` says about this node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalNodeInfo {
+    /// `cluster_name`, also shown by DESCRIBE CLUSTER.
     pub cluster_name: String,
+    /// The node's permanent id.
     pub host_id: uuid::Uuid,
+    /// Internode address (`listen_address`, `broadcast_address`).
     pub listen_address: IpAddr,
+    /// CQL address (`rpc_address`).
     pub rpc_address: IpAddr,
+    /// CQL port (`rpc_port`).
     pub rpc_port: u16,
+    /// Datacenter (`data_center`).
     pub dc: String,
+    /// Rack.
     pub rack: String,
     /// The node's vnode tokens.
     pub tokens: Vec<i64>,
+    /// Cassandra-compatible release (drivers choose schema queries by it), e.g. `4.1.0`.
     pub release_version: String,
+    /// Partitioner class name.
     pub partitioner: String,
 }
 
@@ -213,11 +228,17 @@ pub struct PeerInfo {
     pub peer: IpAddr,
     /// Its CQL address.
     pub rpc_address: IpAddr,
+    /// Its CQL port.
     pub rpc_port: u16,
+    /// Its permanent id.
     pub host_id: uuid::Uuid,
+    /// Its datacenter.
     pub dc: String,
+    /// Its rack.
     pub rack: String,
+    /// Its vnode tokens (a peer with none is ignored by drivers).
     pub tokens: Vec<i64>,
+    /// Its release version.
     pub release_version: String,
     /// Its schema version, if known.
     pub schema_version: Option<uuid::Uuid>,
@@ -245,7 +266,9 @@ struct Inner {
 
 impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executor").field("node", &self.inner.node.host_id).finish()
+        f.debug_struct("Executor")
+            .field("node", &self.inner.node.host_id)
+            .finish()
     }
 }
 
@@ -254,12 +277,19 @@ fn parse(text: &str) -> Result<Statement, ExecError> {
 }
 
 fn names_map(opts: &QueryOptions) -> Option<HashMap<String, usize>> {
-    opts.names.as_ref().map(|n| n.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect())
+    opts.names
+        .as_ref()
+        .map(|n| n.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect())
 }
 
 impl Executor {
     /// An executor over the local engine, with the system clock.
-    pub fn new(engine: Arc<dyn Engine>, commit: Arc<CommitSync>, schema: Arc<SchemaStore>, node: LocalNodeInfo) -> Executor {
+    pub fn new(
+        engine: Arc<dyn Engine>,
+        commit: Arc<CommitSync>,
+        schema: Arc<SchemaStore>,
+        node: LocalNodeInfo,
+    ) -> Executor {
         Executor::with_clock(engine, commit, schema, node, HybridClock::system())
     }
 
@@ -271,7 +301,12 @@ impl Executor {
         node: LocalNodeInfo,
         clock: Arc<HybridClock>,
     ) -> Executor {
-        Executor::with_data_path(Arc::new(LocalDataPath::new(engine, commit)), schema, node, clock)
+        Executor::with_data_path(
+            Arc::new(LocalDataPath::new(engine, commit)),
+            schema,
+            node,
+            clock,
+        )
     }
 
     /// An executor over any data path (the cluster coordinator, later).
@@ -294,7 +329,9 @@ impl Executor {
                 uuid_node,
                 gossip_generation,
                 peers: RwLock::new(empty),
-                prepared: Mutex::new(prepared::PreparedCache::new(prepared::PREPARED_CACHE_CAPACITY)),
+                prepared: Mutex::new(prepared::PreparedCache::new(
+                    prepared::PREPARED_CACHE_CAPACITY,
+                )),
             }),
         }
     }
@@ -326,16 +363,30 @@ impl Executor {
     }
 
     fn peers(&self) -> Vec<PeerInfo> {
-        let f = self.inner.peers.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let f = self
+            .inner
+            .peers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         f()
     }
 
     fn eval_ctx<'a>(&'a self, bindings: Bindings<'a>) -> EvalCtx<'a> {
-        EvalCtx { bindings, clock: &self.inner.clock, node: self.inner.uuid_node }
+        EvalCtx {
+            bindings,
+            clock: &self.inner.clock,
+            node: self.inner.uuid_node,
+        }
     }
 
     /// Runs a statement given as text (QUERY).
-    pub async fn query(&self, session: &mut Session, text: &str, opts: &QueryOptions) -> Result<QueryResult, ExecError> {
+    pub async fn query(
+        &self,
+        session: &mut Session,
+        text: &str,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, ExecError> {
         let stmt = parse(text)?;
         let keyspace = session.keyspace.clone();
         let names = names_map(opts);
@@ -343,7 +394,8 @@ impl Executor {
             Some(m) => Bindings::named(&opts.values, m),
             None => Bindings::positional(&opts.values, stmt.bind_marker_count())?,
         };
-        self.run(session, &stmt, keyspace.as_deref(), bindings, opts).await
+        self.run(session, &stmt, keyspace.as_deref(), bindings, opts)
+            .await
     }
 
     /// Prepares a statement (PREPARE): validates it against the current schema and caches it.
@@ -408,7 +460,11 @@ impl Executor {
             query: text.to_string(),
             statement,
         });
-        self.inner.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(p.clone());
+        self.inner
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.clone());
         Ok(p)
     }
 
@@ -422,14 +478,20 @@ impl Executor {
     }
 
     /// Runs a prepared statement (EXECUTE).
-    pub async fn execute(&self, session: &mut Session, id: &[u8], opts: &QueryOptions) -> Result<QueryResult, ExecError> {
+    pub async fn execute(
+        &self,
+        session: &mut Session,
+        id: &[u8],
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, ExecError> {
         let p = self.lookup_prepared(id)?;
         let names = names_map(opts);
         let bindings = match &names {
             Some(m) => Bindings::named(&opts.values, m),
             None => Bindings::positional(&opts.values, p.statement.bind_marker_count())?,
         };
-        self.run(session, &p.statement, p.keyspace.as_deref(), bindings, opts).await
+        self.run(session, &p.statement, p.keyspace.as_deref(), bindings, opts)
+            .await
     }
 
     /// Runs a BATCH message: all its mutations are applied, merged per partition, with one
@@ -444,10 +506,13 @@ impl Executor {
         if kind == BatchKind::Counter {
             return invalid("Counter batches are not supported: ringdb has no counter columns");
         }
-        let mut statements: Vec<(Statement, Option<String>, Vec<BoundValue>)> = Vec::with_capacity(items.len());
+        let mut statements: Vec<(Statement, Option<String>, Vec<BoundValue>)> =
+            Vec::with_capacity(items.len());
         for item in items {
             match item {
-                BatchItem::Query(text, values) => statements.push((parse(&text)?, session.keyspace.clone(), values)),
+                BatchItem::Query(text, values) => {
+                    statements.push((parse(&text)?, session.keyspace.clone(), values))
+                }
                 BatchItem::Prepared(id, values) => {
                     let p = self.lookup_prepared(&id)?;
                     statements.push((p.statement.clone(), p.keyspace.clone(), values));
@@ -467,7 +532,8 @@ impl Executor {
                 default_timestamp: Some(timestamp),
                 consistency: opts.consistency,
             };
-            self.add_modification(&schema, stmt, ks.as_deref(), &env, &mut set).await?;
+            self.add_modification(&schema, stmt, ks.as_deref(), &env, &mut set)
+                .await?;
         }
         self.apply(set, opts.consistency).await?;
         Ok(QueryResult::Void)
@@ -503,7 +569,10 @@ impl Executor {
             return Ok(());
         }
         for (keyspace, mutations) in set.by_keyspace() {
-            self.inner.data.write(&keyspace, mutations, consistency).await?;
+            self.inner
+                .data
+                .write(&keyspace, mutations, consistency)
+                .await?;
         }
         Ok(())
     }
@@ -532,7 +601,14 @@ impl Executor {
                 if table.is_virtual {
                     self.select_virtual(&schema, &plan, ctx, opts)
                 } else {
-                    select::execute(&plan, &*self.inner.data, ctx, self.inner.clock.wall_seconds(), opts).await
+                    select::execute(
+                        &plan,
+                        &*self.inner.data,
+                        ctx,
+                        self.inner.clock.wall_seconds(),
+                        opts,
+                    )
+                    .await
                 }
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -544,13 +620,16 @@ impl Executor {
                     consistency: opts.consistency,
                 };
                 let mut set = write::MutationSet::default();
-                self.add_modification(&schema, stmt, keyspace, &env, &mut set).await?;
+                self.add_modification(&schema, stmt, keyspace, &env, &mut set)
+                    .await?;
                 self.apply(set, opts.consistency).await?;
                 Ok(QueryResult::Void)
             }
             Statement::Batch(b) => {
                 if b.kind == BatchKind::Counter {
-                    return invalid("Counter batches are not supported: ringdb has no counter columns");
+                    return invalid(
+                        "Counter batches are not supported: ringdb has no counter columns",
+                    );
                 }
                 if b.using.ttl.is_some() {
                     return invalid("Only TIMESTAMP is allowed in the USING clause of a BATCH");
@@ -560,7 +639,9 @@ impl Executor {
                     Some(t) => values::eval_i64(t, &CqlType::BigInt, &ctx, "[timestamp]")?,
                     None => None,
                 };
-                let timestamp = batch_ts.or(opts.timestamp).unwrap_or_else(|| self.inner.clock.now());
+                let timestamp = batch_ts
+                    .or(opts.timestamp)
+                    .unwrap_or_else(|| self.inner.clock.now());
                 let env = write::WriteEnv {
                     data: &*self.inner.data,
                     eval: ctx,
@@ -578,10 +659,13 @@ impl Executor {
                             _ => false,
                         };
                         if own {
-                            return invalid("Timestamp must be set either on BATCH or individual statements");
+                            return invalid(
+                                "Timestamp must be set either on BATCH or individual statements",
+                            );
                         }
                     }
-                    self.add_modification(&schema, s, keyspace, &env, &mut set).await?;
+                    self.add_modification(&schema, s, keyspace, &env, &mut set)
+                        .await?;
                 }
                 self.apply(set, opts.consistency).await?;
                 Ok(QueryResult::Void)
@@ -607,7 +691,12 @@ impl Executor {
         dcs
     }
 
-    async fn run_ddl(&self, stmt: &Statement, keyspace: Option<&str>, opts: &QueryOptions) -> Result<QueryResult, ExecError> {
+    async fn run_ddl(
+        &self,
+        stmt: &Statement,
+        keyspace: Option<&str>,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, ExecError> {
         let store = &self.inner.schema;
         let ts = self.inner.clock.now();
         let change = |change, target, keyspace: &str, name: Option<&str>| {
@@ -626,36 +715,70 @@ impl Executor {
                     let created = def.is_some();
                     Ok((def.map(SchemaEdit::PutKeyspace), created))
                 })?;
-                Ok(if created { change(SchemaChangeKind::Created, SchemaChangeTarget::Keyspace, &c.name, None) } else { QueryResult::Void })
+                Ok(if created {
+                    change(
+                        SchemaChangeKind::Created,
+                        SchemaChangeTarget::Keyspace,
+                        &c.name,
+                        None,
+                    )
+                } else {
+                    QueryResult::Void
+                })
             }
             Statement::AlterKeyspace(c) => {
                 let dcs = self.known_dcs();
-                store.update(|s| Ok((Some(SchemaEdit::PutKeyspace(ddl::alter_keyspace(s, c, &dcs, ts)?)), ())))?;
-                Ok(change(SchemaChangeKind::Updated, SchemaChangeTarget::Keyspace, &c.name, None))
+                store.update(|s| {
+                    Ok((
+                        Some(SchemaEdit::PutKeyspace(ddl::alter_keyspace(
+                            s, c, &dcs, ts,
+                        )?)),
+                        (),
+                    ))
+                })?;
+                Ok(change(
+                    SchemaChangeKind::Updated,
+                    SchemaChangeTarget::Keyspace,
+                    &c.name,
+                    None,
+                ))
             }
             Statement::DropKeyspace { name, if_exists } => {
                 let tables = store.update(|s| {
                     if !ddl::drop_keyspace(s, name, *if_exists)? {
                         return Ok((None, None));
                     }
-                    let tables: Vec<crate::schema::TableId> = s.tables(name).map(|t| t.id).collect();
+                    let tables: Vec<crate::schema::TableId> =
+                        s.tables(name).map(|t| t.id).collect();
                     Ok((Some(SchemaEdit::DropKeyspace(name.clone())), Some(tables)))
                 })?;
-                let Some(tables) = tables else { return Ok(QueryResult::Void) };
+                let Some(tables) = tables else {
+                    return Ok(QueryResult::Void);
+                };
                 for id in tables {
                     self.inner.data.truncate(name, id).await?;
                 }
-                Ok(change(SchemaChangeKind::Dropped, SchemaChangeTarget::Keyspace, name, None))
+                Ok(change(
+                    SchemaChangeKind::Dropped,
+                    SchemaChangeTarget::Keyspace,
+                    name,
+                    None,
+                ))
             }
             Statement::CreateTable(c) => {
                 let ks = table_keyspace(&c.table, keyspace)?;
                 let created = store.update(|s| {
                     let def = ddl::create_table(s, c, &ks, ts)?;
                     let created = def.is_some();
-                    Ok((def.map(SchemaEdit::PutTable), created))
+                    Ok((def.map(|d| SchemaEdit::PutTable(Box::new(d))), created))
                 })?;
                 Ok(if created {
-                    change(SchemaChangeKind::Created, SchemaChangeTarget::Table, &ks, Some(&c.table.name))
+                    change(
+                        SchemaChangeKind::Created,
+                        SchemaChangeTarget::Table,
+                        &ks,
+                        Some(&c.table.name),
+                    )
                 } else {
                     QueryResult::Void
                 })
@@ -665,19 +788,39 @@ impl Executor {
                 store.update(|s| {
                     let table = resolve_table(s, &a.table, Some(&ks)).map_err(to_schema_error)?;
                     let def = ddl::alter_table(&table, &a.action, ts)?;
-                    Ok((Some(SchemaEdit::PutTable(def)), ()))
+                    Ok((Some(SchemaEdit::PutTable(Box::new(def))), ()))
                 })?;
-                Ok(change(SchemaChangeKind::Updated, SchemaChangeTarget::Table, &ks, Some(&a.table.name)))
+                Ok(change(
+                    SchemaChangeKind::Updated,
+                    SchemaChangeTarget::Table,
+                    &ks,
+                    Some(&a.table.name),
+                ))
             }
             Statement::DropTable { table, if_exists } => {
                 let ks = table_keyspace(table, keyspace)?;
                 let dropped = store.update(|s| {
-                    let Some(def) = ddl::drop_table(s, &ks, &table.name, *if_exists)? else { return Ok((None, None)) };
-                    Ok((Some(SchemaEdit::DropTable { keyspace: ks.clone(), name: table.name.clone() }), Some(def.id)))
+                    let Some(def) = ddl::drop_table(s, &ks, &table.name, *if_exists)? else {
+                        return Ok((None, None));
+                    };
+                    Ok((
+                        Some(SchemaEdit::DropTable {
+                            keyspace: ks.clone(),
+                            name: table.name.clone(),
+                        }),
+                        Some(def.id),
+                    ))
                 })?;
-                let Some(id) = dropped else { return Ok(QueryResult::Void) };
+                let Some(id) = dropped else {
+                    return Ok(QueryResult::Void);
+                };
                 self.inner.data.truncate(&ks, id).await?;
-                Ok(change(SchemaChangeKind::Dropped, SchemaChangeTarget::Table, &ks, Some(&table.name)))
+                Ok(change(
+                    SchemaChangeKind::Dropped,
+                    SchemaChangeTarget::Table,
+                    &ks,
+                    Some(&table.name),
+                ))
             }
             Statement::Truncate(name) => {
                 let schema = self.schema();
@@ -718,9 +861,19 @@ impl Executor {
             matching.push(row);
         }
         if plan.stmt.distinct {
-            let pk_idx: Vec<usize> = pk.iter().filter_map(|c| table.column_index(&c.name)).collect();
+            let pk_idx: Vec<usize> = pk
+                .iter()
+                .filter_map(|c| table.column_index(&c.name))
+                .collect();
             let mut seen = std::collections::HashSet::new();
-            matching.retain(|r| seen.insert(pk_idx.iter().map(|i| r.cells[*i].as_ref().map(|c| c.value.clone())).collect::<Vec<_>>()));
+            matching.retain(|r| {
+                seen.insert(
+                    pk_idx
+                        .iter()
+                        .map(|i| r.cells[*i].as_ref().map(|c| c.value.clone()))
+                        .collect::<Vec<_>>(),
+                )
+            });
         }
         if plan.reversed {
             matching.reverse();
@@ -739,12 +892,20 @@ impl Executor {
             for r in &matching {
                 agg.add(&plan.selection, r, &ctx, now)?;
             }
-            return Ok(QueryResult::Rows { columns, rows: vec![agg.finish(&plan.selection)], paging_state: None });
+            return Ok(QueryResult::Rows {
+                columns,
+                rows: vec![agg.finish(&plan.selection)],
+                paging_state: None,
+            });
         }
         let (offset, mut remaining) = match &opts.paging_state {
             Some(bytes) => match paging::PagingState::decode(bytes)? {
                 paging::PagingState::Offset { offset, remaining } => (offset as usize, remaining),
-                _ => return Err(ExecError::Protocol("Invalid value for the paging state".into())),
+                _ => {
+                    return Err(ExecError::Protocol(
+                        "Invalid value for the paging state".into(),
+                    ))
+                }
             },
             None => (0, limit.map(|l| l as u64)),
         };
@@ -762,8 +923,18 @@ impl Executor {
             }
         }
         let more = next < matching.len() && remaining != Some(0);
-        let paging_state = more.then(|| paging::PagingState::Offset { offset: next as u64, remaining }.encode());
-        Ok(QueryResult::Rows { columns, rows, paging_state })
+        let paging_state = more.then(|| {
+            paging::PagingState::Offset {
+                offset: next as u64,
+                remaining,
+            }
+            .encode()
+        });
+        Ok(QueryResult::Rows {
+            columns,
+            rows,
+            paging_state,
+        })
     }
 }
 
@@ -778,10 +949,17 @@ fn virtual_row_matches(
         restrictions::PartitionSel::Keys(keys) => {
             let row_key: Vec<Option<Vec<u8>>> = pk
                 .iter()
-                .map(|c| table.column_index(&c.name).and_then(|i| row.cells[i].as_ref()).map(|c| c.value.clone()))
+                .map(|c| {
+                    table
+                        .column_index(&c.name)
+                        .and_then(|i| row.cells[i].as_ref())
+                        .map(|c| c.value.clone())
+                })
                 .collect();
             let any = keys.iter().any(|k| {
-                k.iter().zip(&row_key).all(|(v, r)| r.as_ref().is_some_and(|r| *r == v.serialize()))
+                k.iter()
+                    .zip(&row_key)
+                    .all(|(v, r)| r.as_ref().is_some_and(|r| *r == v.serialize()))
             });
             if !any {
                 return false;
@@ -794,15 +972,24 @@ fn virtual_row_matches(
         }
     }
     if let Some(ranges) = &bound.ranges {
-        let values: Option<Vec<ringdb_cql::types::CqlValue>> =
-            ck.iter().map(|c| table.column_index(&c.name).and_then(|i| row.typed(table, i))).collect();
+        let values: Option<Vec<ringdb_cql::types::CqlValue>> = ck
+            .iter()
+            .map(|c| {
+                table
+                    .column_index(&c.name)
+                    .and_then(|i| row.typed(table, i))
+            })
+            .collect();
         let Some(values) = values else { return false };
         let bytes = keys::clustering_bytes(ck, &values);
         if !keys::ranges_contain(ranges, &bytes) {
             return false;
         }
     }
-    bound.filters.iter().all(|f| f.matches(row.typed(table, f.column).as_ref()))
+    bound
+        .filters
+        .iter()
+        .all(|f| f.matches(row.typed(table, f.column).as_ref()))
 }
 
 fn to_schema_error(e: ExecError) -> crate::schema::SchemaError {
@@ -821,7 +1008,11 @@ fn table_keyspace(name: &QualifiedName, session: Option<&str>) -> Result<String,
 }
 
 /// Finds a table by (possibly unqualified) name.
-fn resolve_table(schema: &Schema, name: &QualifiedName, session: Option<&str>) -> Result<Arc<TableDef>, ExecError> {
+fn resolve_table(
+    schema: &Schema,
+    name: &QualifiedName,
+    session: Option<&str>,
+) -> Result<Arc<TableDef>, ExecError> {
     let ks = table_keyspace(name, session)?;
     if schema.keyspace(&ks).is_none() {
         return Err(ddl::keyspace_not_found(&ks).into());

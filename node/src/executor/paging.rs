@@ -33,7 +33,10 @@ pub(crate) enum PagingState {
         /// Rows already returned from `partition`.
         partition_rows: u64,
     },
-    Offset { offset: u64, remaining: Option<u64> },
+    Offset {
+        offset: u64,
+        remaining: Option<u64>,
+    },
 }
 
 fn bad() -> ExecError {
@@ -87,7 +90,12 @@ impl PagingState {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
         match self {
-            PagingState::Data { partition, clustering, remaining, partition_rows } => {
+            PagingState::Data {
+                partition,
+                clustering,
+                remaining,
+                partition_rows,
+            } => {
                 out.push(KIND_DATA);
                 out.extend_from_slice(&partition.token.to_be_bytes());
                 out.extend_from_slice(&(partition.key.len() as u32).to_be_bytes());
@@ -138,7 +146,12 @@ impl PagingState {
                 };
                 let remaining = remaining_from_i64(r.i64()?)?;
                 let partition_rows = r.u64()?;
-                PagingState::Data { partition: PartitionKey { token, key }, clustering, remaining, partition_rows }
+                PagingState::Data {
+                    partition: PartitionKey { token, key },
+                    clustering,
+                    remaining,
+                    partition_rows,
+                }
             }
             KIND_OFFSET => {
                 let offset = r.u64()?;
@@ -163,18 +176,27 @@ mod tests {
     fn round_trips() {
         let states = [
             PagingState::Data {
-                partition: PartitionKey { token: -5, key: vec![1, 2, 3] },
+                partition: PartitionKey {
+                    token: -5,
+                    key: vec![1, 2, 3],
+                },
                 clustering: Some(vec![9, 9]),
                 remaining: Some(10),
                 partition_rows: 3,
             },
             PagingState::Data {
-                partition: PartitionKey { token: i64::MAX, key: vec![] },
+                partition: PartitionKey {
+                    token: i64::MAX,
+                    key: vec![],
+                },
                 clustering: None,
                 remaining: None,
                 partition_rows: 0,
             },
-            PagingState::Offset { offset: 7, remaining: None },
+            PagingState::Offset {
+                offset: 7,
+                remaining: None,
+            },
         ];
         for s in states {
             assert_eq!(PagingState::decode(&s.encode()).unwrap(), s);

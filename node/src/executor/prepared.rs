@@ -14,9 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use ringdb_cql::ast::{
-    Assignment, Operator, Relation, RelationLhs, Statement, Term, Using,
-};
+use ringdb_cql::ast::{Assignment, Operator, Relation, RelationLhs, Statement, Term, Using};
 use ringdb_cql::types::CqlType;
 
 use super::values::base;
@@ -46,7 +44,12 @@ pub(crate) struct PreparedCache {
 
 impl PreparedCache {
     pub(crate) fn new(capacity: usize) -> PreparedCache {
-        PreparedCache { capacity: capacity.max(1), tick: 0, entries: HashMap::new(), by_use: BTreeMap::new() }
+        PreparedCache {
+            capacity: capacity.max(1),
+            tick: 0,
+            entries: HashMap::new(),
+            by_use: BTreeMap::new(),
+        }
     }
 
     /// Looks up an id, marking it used.
@@ -69,7 +72,9 @@ impl PreparedCache {
         }
         self.by_use.insert(tick, p.id.clone());
         while self.entries.len() > self.capacity {
-            let Some((&oldest, _)) = self.by_use.iter().next() else { break };
+            let Some((&oldest, _)) = self.by_use.iter().next() else {
+                break;
+            };
             if let Some(id) = self.by_use.remove(&oldest) {
                 self.entries.remove(&id);
             }
@@ -90,12 +95,22 @@ pub(crate) struct SpecCollector<'a> {
 
 impl<'a> SpecCollector<'a> {
     pub(crate) fn new(markers: usize) -> SpecCollector<'a> {
-        SpecCollector { specs: vec![None; markers], table: None }
+        SpecCollector {
+            specs: vec![None; markers],
+            table: None,
+        }
     }
 
     fn spec(&self, name: &str, ty: &CqlType) -> ColumnSpec {
-        let (keyspace, table) = self.table.map_or((String::new(), String::new()), |t| (t.keyspace.clone(), t.name.clone()));
-        ColumnSpec { keyspace, table, name: name.to_string(), ty: ty.unfrozen() }
+        let (keyspace, table) = self.table.map_or((String::new(), String::new()), |t| {
+            (t.keyspace.clone(), t.name.clone())
+        });
+        ColumnSpec {
+            keyspace,
+            table,
+            name: name.to_string(),
+            ty: ty.unfrozen(),
+        }
     }
 
     /// Records every marker inside `term`, whose value has type `ty` and is called `name`.
@@ -135,7 +150,10 @@ impl<'a> SpecCollector<'a> {
                 let lf = f.to_ascii_lowercase();
                 let arg_ty = if lf == "mintimeuuid" || lf == "maxtimeuuid" {
                     CqlType::Timestamp
-                } else if let Some(t) = lf.strip_suffix("asblob").and_then(ringdb_cql::types::parse_type_name) {
+                } else if let Some(t) = lf
+                    .strip_suffix("asblob")
+                    .and_then(ringdb_cql::types::parse_type_name)
+                {
                     t
                 } else if lf.starts_with("blobas") {
                     CqlType::Blob
@@ -166,7 +184,11 @@ impl<'a> SpecCollector<'a> {
                     let Some(c) = table.column(n) else { continue };
                     match r.op {
                         Operator::In => match &r.rhs {
-                            Term::Bind(_) => self.term(&r.rhs, &format!("in({n})"), &CqlType::List(Box::new(c.ty.clone()))),
+                            Term::Bind(_) => self.term(
+                                &r.rhs,
+                                &format!("in({n})"),
+                                &CqlType::List(Box::new(c.ty.clone())),
+                            ),
                             Term::List(items) | Term::Tuple(items) => {
                                 for i in items {
                                     self.term(i, n, &c.ty);
@@ -194,14 +216,18 @@ impl<'a> SpecCollector<'a> {
                 }
                 RelationLhs::Token(_) => self.term(&r.rhs, "partition key token", &CqlType::BigInt),
                 RelationLhs::Tuple(names) => {
-                    let types: Vec<CqlType> =
-                        names.iter().map(|n| table.column(n).map_or(CqlType::Blob, |c| c.ty.clone())).collect();
+                    let types: Vec<CqlType> = names
+                        .iter()
+                        .map(|n| table.column(n).map_or(CqlType::Blob, |c| c.ty.clone()))
+                        .collect();
                     let label = format!("({})", names.join(","));
                     let tuple = CqlType::Tuple(types.clone());
                     match (&r.op, &r.rhs) {
-                        (Operator::In, Term::Bind(_)) => {
-                            self.term(&r.rhs, &format!("in({label})"), &CqlType::List(Box::new(tuple)))
-                        }
+                        (Operator::In, Term::Bind(_)) => self.term(
+                            &r.rhs,
+                            &format!("in({label})"),
+                            &CqlType::List(Box::new(tuple)),
+                        ),
                         (Operator::In, Term::List(items) | Term::Tuple(items)) => {
                             for i in items {
                                 self.tuple_term(i, names, &types, &label);
@@ -234,7 +260,11 @@ impl<'a> SpecCollector<'a> {
     }
 
     /// Records the markers of a statement; `resolve` finds a statement's table.
-    pub(crate) fn statement(&mut self, stmt: &Statement, resolve: &dyn Fn(&ringdb_cql::ast::QualifiedName) -> Option<&'a TableDef>) {
+    pub(crate) fn statement(
+        &mut self,
+        stmt: &Statement,
+        resolve: &dyn Fn(&ringdb_cql::ast::QualifiedName) -> Option<&'a TableDef>,
+    ) {
         match stmt {
             Statement::Insert(i) => {
                 self.table = resolve(&i.table);
@@ -294,8 +324,12 @@ impl<'a> SpecCollector<'a> {
                 for target in &d.columns {
                     if let (Some(c), Some(e)) = (t.column(&target.column), &target.element) {
                         match base(&c.ty) {
-                            CqlType::Map(k, _) => self.term(e, &format!("key({})", target.column), k),
-                            CqlType::List(_) => self.term(e, &format!("idx({})", target.column), &CqlType::Int),
+                            CqlType::Map(k, _) => {
+                                self.term(e, &format!("key({})", target.column), k)
+                            }
+                            CqlType::List(_) => {
+                                self.term(e, &format!("idx({})", target.column), &CqlType::Int)
+                            }
                             _ => {}
                         }
                     }
@@ -332,7 +366,12 @@ impl<'a> SpecCollector<'a> {
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                s.unwrap_or(ColumnSpec { keyspace: String::new(), table: String::new(), name: format!("[{i}]"), ty: CqlType::Blob })
+                s.unwrap_or(ColumnSpec {
+                    keyspace: String::new(),
+                    table: String::new(),
+                    name: format!("[{i}]"),
+                    ty: CqlType::Blob,
+                })
             })
             .collect()
     }
@@ -344,20 +383,19 @@ pub(crate) fn pk_indices(stmt: &Statement, table: &TableDef) -> Vec<u16> {
     let pk = table.partition_key();
     let mut out = Vec::with_capacity(pk.len());
     for c in pk {
-        let idx = match stmt {
-            Statement::Insert(i) => i
-                .columns
-                .iter()
-                .position(|n| *n == c.name)
-                .and_then(|p| match i.values.get(p) {
-                    Some(Term::Bind(m)) => Some(m.index),
-                    _ => None,
+        let idx =
+            match stmt {
+                Statement::Insert(i) => i.columns.iter().position(|n| *n == c.name).and_then(|p| {
+                    match i.values.get(p) {
+                        Some(Term::Bind(m)) => Some(m.index),
+                        _ => None,
+                    }
                 }),
-            Statement::Select(s) => eq_marker(&s.where_clause, &c.name),
-            Statement::Update(u) => eq_marker(&u.where_clause, &c.name),
-            Statement::Delete(d) => eq_marker(&d.where_clause, &c.name),
-            _ => None,
-        };
+                Statement::Select(s) => eq_marker(&s.where_clause, &c.name),
+                Statement::Update(u) => eq_marker(&u.where_clause, &c.name),
+                Statement::Delete(d) => eq_marker(&d.where_clause, &c.name),
+                _ => None,
+            };
         match idx.and_then(|i| u16::try_from(i).ok()) {
             Some(i) if matches!(c.kind, ColumnKind::PartitionKey(_)) => out.push(i),
             _ => return Vec::new(),
@@ -404,9 +442,18 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic() {
-        assert_eq!(prepared_id(Some("ks"), "SELECT 1"), prepared_id(Some("ks"), "SELECT 1"));
-        assert_ne!(prepared_id(Some("ks"), "SELECT 1"), prepared_id(None, "SELECT 1"));
-        assert_ne!(prepared_id(Some("k"), "sSELECT 1"), prepared_id(Some("ks"), "SELECT 1"));
+        assert_eq!(
+            prepared_id(Some("ks"), "SELECT 1"),
+            prepared_id(Some("ks"), "SELECT 1")
+        );
+        assert_ne!(
+            prepared_id(Some("ks"), "SELECT 1"),
+            prepared_id(None, "SELECT 1")
+        );
+        assert_ne!(
+            prepared_id(Some("k"), "sSELECT 1"),
+            prepared_id(Some("ks"), "SELECT 1")
+        );
         assert_eq!(prepared_id(None, "x").len(), 16);
     }
 }

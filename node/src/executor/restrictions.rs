@@ -41,7 +41,10 @@ pub(crate) enum PartitionShape<'a> {
     /// Every partition key column restricted by `=`/`IN` (in key order).
     Keys(Vec<KeyRel<'a>>),
     /// `token(...)` bounds.
-    Token { lower: Option<(bool, &'a Term)>, upper: Option<(bool, &'a Term)> },
+    Token {
+        lower: Option<(bool, &'a Term)>,
+        upper: Option<(bool, &'a Term)>,
+    },
     /// No usable restriction: every partition.
     All,
 }
@@ -125,19 +128,25 @@ fn op_text(op: Operator) -> &'static str {
 /// Analyzes a WHERE clause against a table. Errors for relations Cassandra rejects whatever the
 /// filtering setting (unknown columns, `!=`, conflicting restrictions); whether filtering is
 /// needed is reported in [`Where::needs_filtering`] and checked by the caller.
-pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result<Where<'a>, ExecError> {
+pub(crate) fn analyze<'a>(
+    table: &TableDef,
+    relations: &'a [Relation],
+) -> Result<Where<'a>, ExecError> {
     let pk = table.partition_key();
     let ck = table.clustering();
     let mut pk_rels: Vec<Vec<(Operator, &'a Term)>> = vec![Vec::new(); pk.len()];
     let mut ck_rels: Vec<Vec<(Operator, &'a Term)>> = vec![Vec::new(); ck.len()];
     let mut multi: Vec<(usize, usize, Operator, &'a Term)> = Vec::new();
-    let mut token: (Option<(bool, &'a Term)>, Option<(bool, &'a Term)>) = (None, None);
+    let mut token: [Option<(bool, &'a Term)>; 2] = [None, None];
     let mut has_token = false;
     let mut filters = Vec::new();
 
     for r in relations {
         if r.op == Operator::Neq {
-            return invalid(format!("Unsupported \"!=\" relation: {}", describe_lhs(&r.lhs)));
+            return invalid(format!(
+                "Unsupported \"!=\" relation: {}",
+                describe_lhs(&r.lhs)
+            ));
         }
         match &r.lhs {
             RelationLhs::Token(cols) => {
@@ -152,7 +161,9 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                     ));
                 }
                 has_token = true;
-                let set = |slot: &mut Option<(bool, &'a Term)>, incl: bool| -> Result<(), ExecError> {
+                let set = |slot: &mut Option<(bool, &'a Term)>,
+                           incl: bool|
+                 -> Result<(), ExecError> {
                     if slot.is_some() {
                         return invalid("More than one restriction was found for the start bound on partition key token");
                     }
@@ -161,34 +172,51 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                 };
                 match r.op {
                     Operator::Eq => {
-                        set(&mut token.0, true)?;
-                        set(&mut token.1, true)?;
+                        set(&mut token[0], true)?;
+                        set(&mut token[1], true)?;
                     }
-                    Operator::Gt => set(&mut token.0, false)?,
-                    Operator::Ge => set(&mut token.0, true)?,
-                    Operator::Lt => set(&mut token.1, false)?,
-                    Operator::Le => set(&mut token.1, true)?,
-                    op => return invalid(format!("{} is not a supported relation on partition key token", op_text(op))),
+                    Operator::Gt => set(&mut token[0], false)?,
+                    Operator::Ge => set(&mut token[0], true)?,
+                    Operator::Lt => set(&mut token[1], false)?,
+                    Operator::Le => set(&mut token[1], true)?,
+                    op => {
+                        return invalid(format!(
+                            "{} is not a supported relation on partition key token",
+                            op_text(op)
+                        ))
+                    }
                 }
             }
             RelationLhs::Column(name) => {
                 let idx = column_index(table, name)?;
                 let col = &table.columns[idx];
                 match col.kind {
-                    ColumnKind::PartitionKey(pos) if matches!(r.op, Operator::Eq | Operator::In) => {
+                    ColumnKind::PartitionKey(pos)
+                        if matches!(r.op, Operator::Eq | Operator::In) =>
+                    {
                         pk_rels[pos as usize].push((r.op, &r.rhs))
                     }
                     ColumnKind::Clustering(pos, _)
                         if matches!(
                             r.op,
-                            Operator::Eq | Operator::In | Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge
+                            Operator::Eq
+                                | Operator::In
+                                | Operator::Lt
+                                | Operator::Le
+                                | Operator::Gt
+                                | Operator::Ge
                         ) =>
                     {
                         ck_rels[pos as usize].push((r.op, &r.rhs))
                     }
                     _ => {
                         check_filter_op(col.name.as_str(), &col.ty, r.op)?;
-                        filters.push(FilterShape { column: idx, op: r.op, rhs: &r.rhs, element: None });
+                        filters.push(FilterShape {
+                            column: idx,
+                            op: r.op,
+                            rhs: &r.rhs,
+                            element: None,
+                        });
                     }
                 }
             }
@@ -209,8 +237,19 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                 if positions.iter().enumerate().any(|(i, p)| *p != start + i) {
                     return invalid("Clustering columns must appear in the PRIMARY KEY order in multi-column relations");
                 }
-                if !matches!(r.op, Operator::Eq | Operator::In | Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge) {
-                    return invalid(format!("Unsupported multi-column relation operator {}", op_text(r.op)));
+                if !matches!(
+                    r.op,
+                    Operator::Eq
+                        | Operator::In
+                        | Operator::Lt
+                        | Operator::Le
+                        | Operator::Gt
+                        | Operator::Ge
+                ) {
+                    return invalid(format!(
+                        "Unsupported multi-column relation operator {}",
+                        op_text(r.op)
+                    ));
                 }
                 multi.push((start, names.len(), r.op, &r.rhs));
             }
@@ -221,9 +260,17 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                     return invalid(format!("Column {column} cannot be used as a map"));
                 }
                 if r.op != Operator::Eq {
-                    return invalid(format!("Unsupported operator {} on map element {column}", op_text(r.op)));
+                    return invalid(format!(
+                        "Unsupported operator {} on map element {column}",
+                        op_text(r.op)
+                    ));
                 }
-                filters.push(FilterShape { column: idx, op: r.op, rhs: &r.rhs, element: Some(key) });
+                filters.push(FilterShape {
+                    column: idx,
+                    op: r.op,
+                    rhs: &r.rhs,
+                    element: Some(key),
+                });
             }
         }
     }
@@ -247,7 +294,10 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                 names.join(", ")
             ));
         }
-        PartitionShape::Token { lower: token.0, upper: token.1 }
+        PartitionShape::Token {
+            lower: token[0],
+            upper: token[1],
+        }
     } else if !pk.is_empty() && restricted.iter().all(|r| *r) {
         PartitionShape::Keys(
             pk_rels
@@ -264,7 +314,12 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
             for (i, rels) in pk_rels.iter().enumerate() {
                 for (op, t) in rels {
                     let idx = column_index(table, &pk[i].name)?;
-                    filters.push(FilterShape { column: idx, op: *op, rhs: t, element: None });
+                    filters.push(FilterShape {
+                        column: idx,
+                        op: *op,
+                        rhs: t,
+                        element: None,
+                    });
                 }
             }
         }
@@ -290,13 +345,22 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                     if multi.iter().filter(|m| m.0 == pos).count() > 1 {
                         return invalid(format!("{} cannot be restricted by more than one relation if it includes an Equal", ck[pos].name));
                     }
-                    let rel = if op == Operator::In { KeyRel::In(rhs) } else { KeyRel::Eq(rhs) };
+                    let rel = if op == Operator::In {
+                        KeyRel::In(rhs)
+                    } else {
+                        KeyRel::Eq(rhs)
+                    };
                     prefix.push(PrefixRel { start, width, rel });
                     pos += width;
                     continue;
                 }
                 _ => {
-                    let mut s = SliceShape { start, width, lower: None, upper: None };
+                    let mut s = SliceShape {
+                        start,
+                        width,
+                        lower: None,
+                        upper: None,
+                    };
                     for &(st, w, op, rhs) in multi.iter().filter(|m| m.0 == pos) {
                         if st != start || w != width {
                             return invalid("Mixed width multi-column slices are not supported");
@@ -304,7 +368,11 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
                         let Some(sop) = slice_op(op) else {
                             return invalid(format!("{} cannot be restricted by more than one relation if it includes an Equal", ck[pos].name));
                         };
-                        let slot = if is_lower(sop) { &mut s.lower } else { &mut s.upper };
+                        let slot = if is_lower(sop) {
+                            &mut s.lower
+                        } else {
+                            &mut s.upper
+                        };
                         if slot.is_some() {
                             return invalid(format!(
                                 "More than one restriction was found for the {} bound on {}",
@@ -324,22 +392,42 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
             break;
         }
         any_clustering = true;
-        if rels.iter().any(|(op, _)| matches!(op, Operator::Eq | Operator::In)) {
+        if rels
+            .iter()
+            .any(|(op, _)| matches!(op, Operator::Eq | Operator::In))
+        {
             if rels.len() > 1 {
                 return invalid(format!(
                     "{} cannot be restricted by more than one relation if it includes an Equal",
                     ck[pos].name
                 ));
             }
-            let rel = if rels[0].0 == Operator::In { KeyRel::In(rels[0].1) } else { KeyRel::Eq(rels[0].1) };
-            prefix.push(PrefixRel { start: pos, width: 1, rel });
+            let rel = if rels[0].0 == Operator::In {
+                KeyRel::In(rels[0].1)
+            } else {
+                KeyRel::Eq(rels[0].1)
+            };
+            prefix.push(PrefixRel {
+                start: pos,
+                width: 1,
+                rel,
+            });
             pos += 1;
             continue;
         }
-        let mut s = SliceShape { start: pos, width: 1, lower: None, upper: None };
+        let mut s = SliceShape {
+            start: pos,
+            width: 1,
+            lower: None,
+            upper: None,
+        };
         for &(op, rhs) in rels {
             let Some(sop) = slice_op(op) else { continue };
-            let slot = if is_lower(sop) { &mut s.lower } else { &mut s.upper };
+            let slot = if is_lower(sop) {
+                &mut s.lower
+            } else {
+                &mut s.upper
+            };
             if slot.is_some() {
                 return invalid(format!(
                     "More than one restriction was found for the {} bound on {}",
@@ -362,7 +450,12 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
         needs_filtering = true;
         let idx = column_index(table, &ck[p].name)?;
         for (op, t) in rels {
-            filters.push(FilterShape { column: idx, op: *op, rhs: t, element: None });
+            filters.push(FilterShape {
+                column: idx,
+                op: *op,
+                rhs: t,
+                element: None,
+            });
         }
         any_clustering = true;
     }
@@ -377,7 +470,14 @@ pub(crate) fn analyze<'a>(table: &TableDef, relations: &'a [Relation]) -> Result
     if any_clustering && !matches!(partition, PartitionShape::Keys(_)) {
         needs_filtering = true;
     }
-    Ok(Where { partition, prefix, prefix_len, slice, filters, needs_filtering })
+    Ok(Where {
+        partition,
+        prefix,
+        prefix_len,
+        slice,
+        filters,
+        needs_filtering,
+    })
 }
 
 fn describe_lhs(lhs: &RelationLhs) -> String {
@@ -393,7 +493,9 @@ fn check_filter_op(name: &str, ty: &CqlType, op: Operator) -> Result<(), ExecErr
     match op {
         Operator::Contains => match base(ty) {
             CqlType::List(_) | CqlType::Set(_) | CqlType::Map(..) => Ok(()),
-            _ => invalid(format!("Cannot use CONTAINS on non-collection column {name}")),
+            _ => invalid(format!(
+                "Cannot use CONTAINS on non-collection column {name}"
+            )),
         },
         Operator::ContainsKey => match base(ty) {
             CqlType::Map(..) => Ok(()),
@@ -402,7 +504,9 @@ fn check_filter_op(name: &str, ty: &CqlType, op: Operator) -> Result<(), ExecErr
         Operator::Neq => invalid(format!("Unsupported \"!=\" relation: {name}")),
         _ => {
             if ty.is_multi_cell() && op != Operator::Eq && op != Operator::In {
-                return invalid(format!("Slice restrictions are not supported on collections ({name})"));
+                return invalid(format!(
+                    "Slice restrictions are not supported on collections ({name})"
+                ));
             }
             Ok(())
         }
@@ -419,8 +523,12 @@ pub(crate) struct TokenBounds {
 impl TokenBounds {
     /// Whether a token is within the bounds.
     pub(crate) fn contains(&self, t: i64) -> bool {
-        let lo = self.lower.is_none_or(|(b, incl)| if incl { t >= b } else { t > b });
-        let hi = self.upper.is_none_or(|(b, incl)| if incl { t <= b } else { t < b });
+        let lo = self
+            .lower
+            .is_none_or(|(b, incl)| if incl { t >= b } else { t > b });
+        let hi = self
+            .upper
+            .is_none_or(|(b, incl)| if incl { t <= b } else { t < b });
         lo && hi
     }
 
@@ -466,7 +574,10 @@ pub(crate) struct BoundWhere {
     pub filters: Vec<Filter>,
 }
 
-fn product(acc: Vec<Vec<CqlValue>>, options: Vec<Vec<CqlValue>>) -> Result<Vec<Vec<CqlValue>>, ExecError> {
+fn product(
+    acc: Vec<Vec<CqlValue>>,
+    options: Vec<Vec<CqlValue>>,
+) -> Result<Vec<Vec<CqlValue>>, ExecError> {
     if acc.len().saturating_mul(options.len()) > MAX_CARTESIAN {
         return invalid(format!(
             "IN restrictions would select more than {MAX_CARTESIAN} combinations of keys; split the query"
@@ -494,10 +605,18 @@ fn eval_key_rel(
         return Ok(match rel {
             KeyRel::Eq(t) => match eval(t, &c.ty, ctx, &c.name)? {
                 Val::Value(v) => vec![vec![v]],
-                Val::Null => return invalid(format!("Invalid null value in condition for column {}", c.name)),
+                Val::Null => {
+                    return invalid(format!(
+                        "Invalid null value in condition for column {}",
+                        c.name
+                    ))
+                }
                 Val::Unset => return invalid(format!("Invalid unset value for column {}", c.name)),
             },
-            KeyRel::In(t) => eval_in_values(t, &c.ty, ctx, &format!("in({})", c.name))?.into_iter().map(|v| vec![v]).collect(),
+            KeyRel::In(t) => eval_in_values(t, &c.ty, ctx, &format!("in({})", c.name))?
+                .into_iter()
+                .map(|v| vec![v])
+                .collect(),
         });
     }
     let tuple_ty = CqlType::Tuple(cols.iter().map(|c| c.ty.clone()).collect());
@@ -506,7 +625,13 @@ fn eval_key_rel(
         match v {
             CqlValue::Tuple(items) => items
                 .into_iter()
-                .map(|i| i.ok_or_else(|| ExecError::Invalid(format!("Invalid null value in condition for columns {label}"))))
+                .map(|i| {
+                    i.ok_or_else(|| {
+                        ExecError::Invalid(format!(
+                            "Invalid null value in condition for columns {label}"
+                        ))
+                    })
+                })
                 .collect(),
             _ => invalid(format!("Invalid value for {label}")),
         }
@@ -522,7 +647,11 @@ fn eval_key_rel(
 
 fn dedup_sorted(mut v: Vec<Vec<CqlValue>>) -> Vec<Vec<CqlValue>> {
     let cmp = |a: &Vec<CqlValue>, b: &Vec<CqlValue>| {
-        a.iter().zip(b.iter()).map(|(x, y)| types::compare(x, y)).find(|o| o.is_ne()).unwrap_or(a.len().cmp(&b.len()))
+        a.iter()
+            .zip(b.iter())
+            .map(|(x, y)| types::compare(x, y))
+            .find(|o| o.is_ne())
+            .unwrap_or(a.len().cmp(&b.len()))
     };
     v.sort_by(cmp);
     v.dedup_by(|a, b| cmp(a, b).is_eq());
@@ -531,7 +660,11 @@ fn dedup_sorted(mut v: Vec<Vec<CqlValue>>) -> Vec<Vec<CqlValue>> {
 
 impl<'a> Where<'a> {
     /// Evaluates the terms.
-    pub(crate) fn bind(&self, table: &TableDef, ctx: &EvalCtx<'_>) -> Result<BoundWhere, ExecError> {
+    pub(crate) fn bind(
+        &self,
+        table: &TableDef,
+        ctx: &EvalCtx<'_>,
+    ) -> Result<BoundWhere, ExecError> {
         let pk = table.partition_key();
         let ck = table.clustering();
         let partitions = match &self.partition {
@@ -582,14 +715,25 @@ impl<'a> Where<'a> {
                 match &self.slice {
                     None => all.push(keys::prefix_range(&bytes)),
                     Some(s) => {
-                        let cols: Vec<&crate::schema::ColumnDef> = ck[s.start..s.start + s.width].to_vec();
+                        let cols: Vec<&crate::schema::ColumnDef> =
+                            ck[s.start..s.start + s.width].to_vec();
                         let mut r = vec![keys::prefix_range(&bytes)];
                         for (op, t) in s.lower.iter().chain(s.upper.iter()) {
                             let vals = if s.width == 1 {
                                 match eval(t, &cols[0].ty, ctx, &cols[0].name)? {
                                     Val::Value(v) => vec![v],
-                                    Val::Null => return invalid(format!("Invalid null value in condition for column {}", cols[0].name)),
-                                    Val::Unset => return invalid(format!("Invalid unset value for column {}", cols[0].name)),
+                                    Val::Null => {
+                                        return invalid(format!(
+                                            "Invalid null value in condition for column {}",
+                                            cols[0].name
+                                        ))
+                                    }
+                                    Val::Unset => {
+                                        return invalid(format!(
+                                            "Invalid unset value for column {}",
+                                            cols[0].name
+                                        ))
+                                    }
                                 }
                             } else {
                                 let ks = eval_key_rel(&KeyRel::Eq(t), &cols, ctx)?;
@@ -609,11 +753,20 @@ impl<'a> Where<'a> {
         for f in &self.filters {
             filters.push(bind_filter(table, f, ctx)?);
         }
-        Ok(BoundWhere { partitions, prefixes, ranges, filters })
+        Ok(BoundWhere {
+            partitions,
+            prefixes,
+            ranges,
+            filters,
+        })
     }
 }
 
-fn bind_filter(table: &TableDef, f: &FilterShape<'_>, ctx: &EvalCtx<'_>) -> Result<Filter, ExecError> {
+fn bind_filter(
+    table: &TableDef,
+    f: &FilterShape<'_>,
+    ctx: &EvalCtx<'_>,
+) -> Result<Filter, ExecError> {
     let col = &table.columns[f.column];
     let name = col.name.as_str();
     let mut matches_nothing = false;
@@ -638,21 +791,33 @@ fn bind_filter(table: &TableDef, f: &FilterShape<'_>, ctx: &EvalCtx<'_>) -> Resu
                 let elem = match base(&col.ty) {
                     CqlType::List(e) | CqlType::Set(e) => (**e).clone(),
                     CqlType::Map(_, v) => (**v).clone(),
-                    _ => return invalid(format!("Cannot use CONTAINS on non-collection column {name}")),
+                    _ => {
+                        return invalid(format!(
+                            "Cannot use CONTAINS on non-collection column {name}"
+                        ))
+                    }
                 };
                 (one(&elem, f.rhs)?, None)
             }
             Operator::ContainsKey => {
                 let key = match base(&col.ty) {
                     CqlType::Map(k, _) => (**k).clone(),
-                    _ => return invalid(format!("Cannot use CONTAINS KEY on non-map column {name}")),
+                    _ => {
+                        return invalid(format!("Cannot use CONTAINS KEY on non-map column {name}"))
+                    }
                 };
                 (one(&key, f.rhs)?, None)
             }
             _ => (one(&col.ty, f.rhs)?, None),
         },
     };
-    Ok(Filter { column: f.column, op: f.op, values, element, matches_nothing })
+    Ok(Filter {
+        column: f.column,
+        op: f.op,
+        values,
+        element,
+        matches_nothing,
+    })
 }
 
 impl Filter {
@@ -663,11 +828,17 @@ impl Filter {
         }
         let Some(v) = value else { return false };
         if let Some(k) = &self.element {
-            let CqlValue::Map(entries) = v else { return false };
+            let CqlValue::Map(entries) = v else {
+                return false;
+            };
             return entries
                 .iter()
                 .find(|(ek, _)| types::compare(ek, k).is_eq())
-                .is_some_and(|(_, ev)| self.values.first().is_some_and(|x| types::compare(ev, x).is_eq()));
+                .is_some_and(|(_, ev)| {
+                    self.values
+                        .first()
+                        .is_some_and(|x| types::compare(ev, x).is_eq())
+                });
         }
         let first = self.values.first();
         match self.op {
@@ -678,12 +849,18 @@ impl Filter {
             Operator::Ge => first.is_some_and(|x| types::compare(v, x).is_ge()),
             Operator::In => self.values.iter().any(|x| types::compare(v, x).is_eq()),
             Operator::Contains => first.is_some_and(|x| match v {
-                CqlValue::List(items) | CqlValue::Set(items) => items.iter().any(|i| types::compare(i, x).is_eq()),
-                CqlValue::Map(entries) => entries.iter().any(|(_, ev)| types::compare(ev, x).is_eq()),
+                CqlValue::List(items) | CqlValue::Set(items) => {
+                    items.iter().any(|i| types::compare(i, x).is_eq())
+                }
+                CqlValue::Map(entries) => {
+                    entries.iter().any(|(_, ev)| types::compare(ev, x).is_eq())
+                }
                 _ => false,
             }),
             Operator::ContainsKey => first.is_some_and(|x| match v {
-                CqlValue::Map(entries) => entries.iter().any(|(ek, _)| types::compare(ek, x).is_eq()),
+                CqlValue::Map(entries) => {
+                    entries.iter().any(|(ek, _)| types::compare(ek, x).is_eq())
+                }
                 _ => false,
             }),
             Operator::Neq => false,
@@ -695,21 +872,34 @@ impl Filter {
 pub(crate) fn write_partitions(bound: &BoundWhere) -> Result<&[Vec<CqlValue>], ExecError> {
     match &bound.partitions {
         PartitionSel::Keys(k) => Ok(k),
-        PartitionSel::Range(_) => invalid("The token function cannot be used in WHERE clauses for UPDATE and DELETE statements"),
+        PartitionSel::Range(_) => invalid(
+            "The token function cannot be used in WHERE clauses for UPDATE and DELETE statements",
+        ),
     }
 }
 
 /// Validates a WHERE clause of an UPDATE or DELETE: every partition key column by `=`/`IN`, no
 /// token, no filtering. `full_clustering`: every clustering column must be restricted by `=`/`IN`.
-pub(crate) fn check_write_where(table: &TableDef, w: &Where<'_>, full_clustering: bool) -> Result<(), ExecError> {
-    if let Some(f) = w.filters.iter().find(|f| !table.columns[f.column].kind.is_primary_key()) {
-        return invalid(format!("Non PRIMARY KEY columns found in where clause: {}", table.columns[f.column].name));
+pub(crate) fn check_write_where(
+    table: &TableDef,
+    w: &Where<'_>,
+    full_clustering: bool,
+) -> Result<(), ExecError> {
+    if let Some(f) = w
+        .filters
+        .iter()
+        .find(|f| !table.columns[f.column].kind.is_primary_key())
+    {
+        return invalid(format!(
+            "Non PRIMARY KEY columns found in where clause: {}",
+            table.columns[f.column].name
+        ));
     }
     match &w.partition {
         PartitionShape::Keys(_) => {}
-        PartitionShape::Token { .. } => {
-            return invalid("The token function cannot be used in WHERE clauses for UPDATE and DELETE statements")
-        }
+        PartitionShape::Token { .. } => return invalid(
+            "The token function cannot be used in WHERE clauses for UPDATE and DELETE statements",
+        ),
         PartitionShape::All => {
             let restricted: Vec<usize> = w.filters.iter().map(|f| f.column).collect();
             let missing: Vec<&str> = table
@@ -721,7 +911,10 @@ pub(crate) fn check_write_where(table: &TableDef, w: &Where<'_>, full_clustering
             if missing.is_empty() {
                 return invalid("Only EQ and IN relation are supported on the partition key (unless you use the token() function)");
             }
-            return invalid(format!("Some partition key parts are missing: {}", missing.join(", ")));
+            return invalid(format!(
+                "Some partition key parts are missing: {}",
+                missing.join(", ")
+            ));
         }
     }
     if let Some(f) = w.filters.first() {
@@ -734,16 +927,25 @@ pub(crate) fn check_write_where(table: &TableDef, w: &Where<'_>, full_clustering
                 c.name, prev
             ));
         }
-        return invalid(format!("Invalid restriction on {} in a modification statement", c.name));
+        return invalid(format!(
+            "Invalid restriction on {} in a modification statement",
+            c.name
+        ));
     }
     if full_clustering {
         let ck = table.clustering();
         if w.slice.is_some() || w.prefix_len < ck.len() {
-            let missing: Vec<&str> = ck[w.prefix_len.min(ck.len())..].iter().map(|c| c.name.as_str()).collect();
+            let missing: Vec<&str> = ck[w.prefix_len.min(ck.len())..]
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
             if w.slice.is_some() {
                 return invalid(format!("Slice restrictions are not supported on the clustering columns in UPDATE statements ({})", missing.join(", ")));
             }
-            return invalid(format!("Some clustering keys are missing: {}", missing.join(", ")));
+            return invalid(format!(
+                "Some clustering keys are missing: {}",
+                missing.join(", ")
+            ));
         }
     }
     Ok(())
@@ -752,7 +954,11 @@ pub(crate) fn check_write_where(table: &TableDef, w: &Where<'_>, full_clustering
 /// The full clustering byte keys of a write (every clustering column bound).
 pub(crate) fn full_clusterings(table: &TableDef, bound: &BoundWhere) -> Vec<Vec<u8>> {
     let ck = table.clustering();
-    bound.prefixes.iter().map(|p| keys::clustering_bytes(&ck, p)).collect()
+    bound
+        .prefixes
+        .iter()
+        .map(|p| keys::clustering_bytes(&ck, p))
+        .collect()
 }
 
 /// `Bound` helper for callers that build ranges.

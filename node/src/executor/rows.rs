@@ -33,7 +33,12 @@ pub(crate) struct CellView {
 
 impl CellView {
     fn key(value: Vec<u8>) -> CellView {
-        CellView { value, timestamp: i64::MIN, ttl: 0, expires_at: 0 }
+        CellView {
+            value,
+            timestamp: i64::MIN,
+            ttl: 0,
+            expires_at: 0,
+        }
     }
 }
 
@@ -66,11 +71,30 @@ pub(crate) struct RowDecoder<'t> {
 
 impl<'t> RowDecoder<'t> {
     pub(crate) fn new(table: &'t TableDef, now: Seconds) -> RowDecoder<'t> {
-        let by_id = table.columns.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        let by_id = table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id, i))
+            .collect();
         let clustering = table.clustering();
-        let clustering_idx = clustering.iter().filter_map(|c| table.column_index(&c.name)).collect();
-        let pk_idx = table.partition_key().iter().filter_map(|c| table.column_index(&c.name)).collect();
-        RowDecoder { table, by_id, clustering, clustering_idx, pk_idx, now }
+        let clustering_idx = clustering
+            .iter()
+            .filter_map(|c| table.column_index(&c.name))
+            .collect();
+        let pk_idx = table
+            .partition_key()
+            .iter()
+            .filter_map(|c| table.column_index(&c.name))
+            .collect();
+        RowDecoder {
+            table,
+            by_id,
+            clustering,
+            clustering_idx,
+            pk_idx,
+            now,
+        }
     }
 
     /// Expiry reference time.
@@ -84,17 +108,27 @@ impl<'t> RowDecoder<'t> {
     }
 
     /// A row template holding the partition key values.
-    pub(crate) fn partition_template(&self, partition: &PartitionKey) -> Result<LogicalRow, ExecError> {
+    pub(crate) fn partition_template(
+        &self,
+        partition: &PartitionKey,
+    ) -> Result<LogicalRow, ExecError> {
         let mut cells = vec![None; self.table.columns.len()];
         let parts = keys::split_partition_key(&partition.key, self.pk_idx.len())?;
         for (idx, bytes) in self.pk_idx.iter().zip(parts) {
             cells[*idx] = Some(CellView::key(bytes));
         }
-        Ok(LogicalRow { token: partition.token, cells })
+        Ok(LogicalRow {
+            token: partition.token,
+            cells,
+        })
     }
 
     /// Adds the static row's values to a template.
-    pub(crate) fn add_static(&self, template: &mut LogicalRow, static_row: &Row) -> Result<(), ExecError> {
+    pub(crate) fn add_static(
+        &self,
+        template: &mut LogicalRow,
+        static_row: &Row,
+    ) -> Result<(), ExecError> {
         self.fill_cells(template, static_row, true)
     }
 
@@ -104,7 +138,11 @@ impl<'t> RowDecoder<'t> {
     }
 
     /// The logical row for a stored (clustering) row: template values plus its own.
-    pub(crate) fn decode_row(&self, template: &LogicalRow, row: &Row) -> Result<LogicalRow, ExecError> {
+    pub(crate) fn decode_row(
+        &self,
+        template: &LogicalRow,
+        row: &Row,
+    ) -> Result<LogicalRow, ExecError> {
         let mut out = template.clone();
         if !self.clustering.is_empty() {
             let values = keys::decode_clustering(&self.clustering, &row.clustering)?;
@@ -144,7 +182,9 @@ impl<'t> RowDecoder<'t> {
     ) -> Result<Option<CellView>, ExecError> {
         let now = self.now;
         if !col.ty.is_multi_cell() {
-            let Some((_, cell)) = cells.iter().find(|(k, _)| k.path.is_none()) else { return Ok(None) };
+            let Some((_, cell)) = cells.iter().find(|(k, _)| k.path.is_none()) else {
+                return Ok(None);
+            };
             return Ok(cell.live_value(now).map(|v| CellView {
                 value: v.to_vec(),
                 timestamp: cell.timestamp,
@@ -159,22 +199,27 @@ impl<'t> RowDecoder<'t> {
         if live.is_empty() {
             return Ok(None);
         }
-        let timestamp = live.iter().map(|(_, c)| c.timestamp).max().unwrap_or(i64::MIN);
+        let timestamp = live
+            .iter()
+            .map(|(_, c)| c.timestamp)
+            .max()
+            .unwrap_or(i64::MIN);
         let (ttl, expires_at) = live
             .iter()
             .filter(|(_, c)| c.ttl > 0)
             .map(|(_, c)| (c.ttl, c.local_deletion_time))
             .min_by_key(|(_, e)| *e)
             .unwrap_or((0, 0));
-        let corrupt = |e: ringdb_cql::types::TypeError| ExecError::Server(format!("corrupt collection element in storage: {e}"));
+        let corrupt = |e: ringdb_cql::types::TypeError| {
+            ExecError::Server(format!("corrupt collection element in storage: {e}"))
+        };
         let mut parts: Vec<Vec<u8>> = Vec::with_capacity(live.len() * 2);
-        let count;
+        let count = live.len();
         match base(&col.ty) {
             CqlType::List(_) => {
                 for (_, c) in &live {
                     parts.push(c.value.clone().unwrap_or_default());
                 }
-                count = live.len();
             }
             CqlType::Set(e) => {
                 for (k, _) in &live {
@@ -182,7 +227,6 @@ impl<'t> RowDecoder<'t> {
                     let (v, _) = types::decode_comparable(e, false, path).map_err(corrupt)?;
                     parts.push(v.serialize());
                 }
-                count = live.len();
             }
             CqlType::Map(kt, _) => {
                 for (k, c) in &live {
@@ -191,11 +235,15 @@ impl<'t> RowDecoder<'t> {
                     parts.push(key.serialize());
                     parts.push(c.value.clone().unwrap_or_default());
                 }
-                count = live.len();
             }
             _ => return Ok(None),
         }
-        Ok(Some(CellView { value: encode_collection(count, &parts), timestamp, ttl, expires_at }))
+        Ok(Some(CellView {
+            value: encode_collection(count, &parts),
+            timestamp,
+            ttl,
+            expires_at,
+        }))
     }
 }
 

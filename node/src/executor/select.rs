@@ -26,7 +26,9 @@ use super::datapath::{DataPath, PartitionRead, RangeRead};
 use super::error::{invalid, ExecError};
 use super::keys::{self, ByteRange};
 use super::paging::PagingState;
-use super::restrictions::{self, BoundWhere, PartitionSel, PartitionShape, Where, FILTERING_MESSAGE};
+use super::restrictions::{
+    self, BoundWhere, PartitionSel, PartitionShape, Where, FILTERING_MESSAGE,
+};
 use super::rows::{LogicalRow, RowDecoder};
 use super::selection::{distinct_allowed, Aggregator, Selection};
 use super::values::{eval_i64, EvalCtx};
@@ -50,7 +52,10 @@ pub(crate) struct SelectPlan<'a> {
 }
 
 /// Validates a SELECT (everything that does not need bound values).
-pub(crate) fn plan<'a>(table: Arc<TableDef>, stmt: &'a Select) -> Result<SelectPlan<'a>, ExecError> {
+pub(crate) fn plan<'a>(
+    table: Arc<TableDef>,
+    stmt: &'a Select,
+) -> Result<SelectPlan<'a>, ExecError> {
     if stmt.json {
         return invalid("SELECT JSON is not supported by ringdb");
     }
@@ -64,11 +69,25 @@ pub(crate) fn plan<'a>(table: Arc<TableDef>, stmt: &'a Select) -> Result<SelectP
                 .iter()
                 .find(|f| matches!(table.columns[f.column].kind, ColumnKind::Clustering(..)))
             {
-                if restrictions.filters.iter().all(|f| table.columns[f.column].kind.is_primary_key())
-                    && matches!(f.op, Operator::Eq | Operator::In | Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge)
+                if restrictions
+                    .filters
+                    .iter()
+                    .all(|f| table.columns[f.column].kind.is_primary_key())
+                    && matches!(
+                        f.op,
+                        Operator::Eq
+                            | Operator::In
+                            | Operator::Lt
+                            | Operator::Le
+                            | Operator::Gt
+                            | Operator::Ge
+                    )
                 {
                     let ck = table.clustering();
-                    let pos = ck.iter().position(|c| c.name == table.columns[f.column].name).unwrap_or(0);
+                    let pos = ck
+                        .iter()
+                        .position(|c| c.name == table.columns[f.column].name)
+                        .unwrap_or(0);
                     let prev = &ck[pos.saturating_sub(1)].name;
                     let after_slice = restrictions.slice.is_some();
                     if after_slice {
@@ -87,7 +106,11 @@ pub(crate) fn plan<'a>(table: Arc<TableDef>, stmt: &'a Select) -> Result<SelectP
         return invalid(FILTERING_MESSAGE);
     }
     if stmt.distinct {
-        let pk: Vec<usize> = table.partition_key().iter().filter_map(|c| table.column_index(&c.name)).collect();
+        let pk: Vec<usize> = table
+            .partition_key()
+            .iter()
+            .filter_map(|c| table.column_index(&c.name))
+            .collect();
         let used = selection.columns();
         if let Some(bad) = used.iter().find(|i| !distinct_allowed(&table, **i)) {
             return invalid(format!(
@@ -96,7 +119,11 @@ pub(crate) fn plan<'a>(table: Arc<TableDef>, stmt: &'a Select) -> Result<SelectP
             ));
         }
         if !selection.aggregate {
-            let missing: Vec<&str> = pk.iter().filter(|i| !used.contains(i)).map(|i| table.columns[*i].name.as_str()).collect();
+            let missing: Vec<&str> = pk
+                .iter()
+                .filter(|i| !used.contains(i))
+                .map(|i| table.columns[*i].name.as_str())
+                .collect();
             if !missing.is_empty() {
                 return invalid(format!(
                     "SELECT DISTINCT queries must request all the partition key columns (missing {})",
@@ -109,7 +136,13 @@ pub(crate) fn plan<'a>(table: Arc<TableDef>, stmt: &'a Select) -> Result<SelectP
         }
     }
     let reversed = order_reversed(&table, stmt, &restrictions)?;
-    Ok(SelectPlan { table, stmt, selection, restrictions, reversed })
+    Ok(SelectPlan {
+        table,
+        stmt,
+        selection,
+        restrictions,
+        reversed,
+    })
 }
 
 fn order_reversed(table: &TableDef, stmt: &Select, w: &Where<'_>) -> Result<bool, ExecError> {
@@ -117,7 +150,9 @@ fn order_reversed(table: &TableDef, stmt: &Select, w: &Where<'_>) -> Result<bool
         return Ok(false);
     }
     if !matches!(w.partition, PartitionShape::Keys(_)) {
-        return invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN.");
+        return invalid(
+            "ORDER BY is only supported when the partition key is restricted by an EQ or an IN.",
+        );
     }
     let ck = table.clustering();
     let mut reversed = None;
@@ -133,7 +168,8 @@ fn order_reversed(table: &TableDef, stmt: &Select, w: &Where<'_>) -> Result<bool
             return invalid("Order by currently only supports the ordering of columns following their declared order in the PRIMARY KEY");
         }
         last_pos = Some(pos);
-        let declared_desc = ck[pos].clustering_order() == Some(crate::schema::ClusteringOrder::Desc);
+        let declared_desc =
+            ck[pos].clustering_order() == Some(crate::schema::ClusteringOrder::Desc);
         let want_desc = *order == ringdb_cql::ast::Order::Desc;
         let r = declared_desc != want_desc;
         if reversed.is_some_and(|prev| prev != r) {
@@ -200,17 +236,40 @@ pub(crate) async fn execute(
         None => None,
     };
     let per_partition_limit = match &plan.stmt.per_partition_limit {
-        Some(t) => positive_limit(eval_i64(t, &CqlType::Int, &ctx, "[per_partition_limit]")?, "PER PARTITION LIMIT")?,
+        Some(t) => positive_limit(
+            eval_i64(t, &CqlType::Int, &ctx, "[per_partition_limit]")?,
+            "PER PARTITION LIMIT",
+        )?,
         None => None,
     };
     let columns: Vec<ColumnSpec> = plan.selection.specs();
     let aggregate = plan.selection.aggregate;
-    let page_size = if aggregate { None } else { opts.page_size.filter(|p| *p > 0).map(|p| p as usize) };
+    // An aggregate without GROUP BY reads everything; its LIMIT applies to the single result
+    // row (Cassandra's AGGREGATE_EVERYTHING).
+    let (limit, per_partition_limit) = if aggregate {
+        (None, None)
+    } else {
+        (limit, per_partition_limit)
+    };
+    let page_size = if aggregate {
+        None
+    } else {
+        opts.page_size.filter(|p| *p > 0).map(|p| p as usize)
+    };
 
     let resume = match &opts.paging_state {
         Some(bytes) if !aggregate => match PagingState::decode(bytes)? {
-            PagingState::Data { partition, clustering, remaining, partition_rows } => Some((partition, clustering, remaining, partition_rows)),
-            PagingState::Offset { .. } => return Err(ExecError::Protocol("Invalid value for the paging state".into())),
+            PagingState::Data {
+                partition,
+                clustering,
+                remaining,
+                partition_rows,
+            } => Some((partition, clustering, remaining, partition_rows)),
+            PagingState::Offset { .. } => {
+                return Err(ExecError::Protocol(
+                    "Invalid value for the paging state".into(),
+                ))
+            }
         },
         _ => None,
     };
@@ -233,7 +292,11 @@ pub(crate) async fn execute(
         per_partition_limit,
         page_size,
         page_rows: 0,
-        sink: if aggregate { Sink::Aggregate(Aggregator::new(&plan.selection)) } else { Sink::Rows(Vec::new()) },
+        sink: if aggregate {
+            Sink::Aggregate(Aggregator::new(&plan.selection))
+        } else {
+            Sink::Rows(Vec::new())
+        },
         last: None,
     };
     let flow = if run.remaining == Some(0) || matches!(&run.bound.ranges, Some(r) if r.is_empty()) {
@@ -257,7 +320,11 @@ pub(crate) async fn execute(
         Sink::Rows(rows) => rows,
         Sink::Aggregate(agg) => vec![agg.finish(&plan.selection)],
     };
-    Ok(QueryResult::Rows { columns, rows, paging_state })
+    Ok(QueryResult::Rows {
+        columns,
+        rows,
+        paging_state,
+    })
 }
 
 impl Run<'_, '_> {
@@ -272,12 +339,15 @@ impl Run<'_, '_> {
             n = n.min(p.saturating_sub(self.page_rows) + 1);
         }
         if let Some(r) = self.remaining {
-            n = n.min(r as usize + 1);
+            n = n.min(usize::try_from(r).unwrap_or(usize::MAX).saturating_add(1));
         }
         n.max(2)
     }
 
-    async fn run(&mut self, resume: Option<(PartitionKey, Option<Vec<u8>>, u64)>) -> Result<Flow, ExecError> {
+    async fn run(
+        &mut self,
+        resume: Option<(PartitionKey, Option<Vec<u8>>, u64)>,
+    ) -> Result<Flow, ExecError> {
         match self.bound.partitions.clone() {
             PartitionSel::Keys(keys_values) => {
                 let mut partitions = Vec::with_capacity(keys_values.len());
@@ -288,10 +358,12 @@ impl Run<'_, '_> {
                 let mut resume_after = None;
                 let mut resume_rows = 0;
                 if let Some((pk, clustering, rows)) = resume {
-                    let idx = partitions
-                        .iter()
-                        .position(|p| *p == pk)
-                        .ok_or_else(|| ExecError::Protocol("Invalid value for the paging state: it does not match the query".into()))?;
+                    let idx = partitions.iter().position(|p| *p == pk).ok_or_else(|| {
+                        ExecError::Protocol(
+                            "Invalid value for the paging state: it does not match the query"
+                                .into(),
+                        )
+                    })?;
                     match clustering {
                         None => start = idx + 1,
                         Some(c) => {
@@ -302,7 +374,11 @@ impl Run<'_, '_> {
                     }
                 }
                 for (i, pk) in partitions.iter().enumerate().skip(start) {
-                    let (after, rows) = if i == start { (resume_after.take(), resume_rows) } else { (None, 0) };
+                    let (after, rows) = if i == start {
+                        (resume_after.take(), resume_rows)
+                    } else {
+                        (None, 0)
+                    };
                     match self.partition(pk, None, after, rows).await? {
                         Flow::Continue => {}
                         other => return Ok(other),
@@ -311,8 +387,13 @@ impl Run<'_, '_> {
                 Ok(Flow::Continue)
             }
             PartitionSel::Range(bounds) => {
-                let Ok(end_token) = bounds.end_token() else { return Ok(Flow::Continue) };
-                let mut after = bounds.lower.map(|(t, _)| PartitionKey { token: t, key: Vec::new() });
+                let Ok(end_token) = bounds.end_token() else {
+                    return Ok(Flow::Continue);
+                };
+                let mut after = bounds.lower.map(|(t, _)| PartitionKey {
+                    token: t,
+                    key: Vec::new(),
+                });
                 if let Some((pk, clustering, rows)) = resume {
                     if let Some(c) = clustering {
                         match self.partition(&pk, None, Some(c), rows).await? {
@@ -326,7 +407,10 @@ impl Run<'_, '_> {
                     let batch_size = SCAN_BATCH.min(self.wanted()).max(1);
                     let limit = self.chunk_limit();
                     let slice = self.slice(self.bound.ranges.clone(), true, limit);
-                    let range = ScanRange { after: after.clone(), end_token };
+                    let range = ScanRange {
+                        after: after.clone(),
+                        end_token,
+                    };
                     let batch = self
                         .data
                         .scan(RangeRead {
@@ -370,13 +454,19 @@ impl Run<'_, '_> {
     fn slice(&self, ranges: Option<Vec<ByteRange>>, include_static: bool, limit: usize) -> Slice {
         Slice {
             ranges: ranges.unwrap_or_default(),
-            include_static: include_static && self.decoder.has_clustering() && self.table().has_statics(),
+            include_static: include_static
+                && self.decoder.has_clustering()
+                && self.table().has_statics(),
             reversed: self.plan.reversed,
             limit: Some(limit),
         }
     }
 
-    async fn read(&self, pk: &PartitionKey, slice: &Slice) -> Result<Option<PartitionData>, ExecError> {
+    async fn read(
+        &self,
+        pk: &PartitionKey,
+        slice: &Slice,
+    ) -> Result<Option<PartitionData>, ExecError> {
         self.data
             .read(PartitionRead {
                 keyspace: &self.table().keyspace,
@@ -399,7 +489,10 @@ impl Run<'_, '_> {
         after: Option<Vec<u8>>,
         mut partition_rows: u64,
     ) -> Result<Flow, ExecError> {
-        if self.per_partition_limit.is_some_and(|l| partition_rows >= l) {
+        if self
+            .per_partition_limit
+            .is_some_and(|l| partition_rows >= l)
+        {
             return Ok(Flow::Continue);
         }
         let resumed = after.is_some();
@@ -432,11 +525,14 @@ impl Run<'_, '_> {
         let has_clustering = self.decoder.has_clustering();
 
         if self.plan.stmt.distinct {
-            let live = static_live || data.rows.iter().any(|r| (!has_clustering || !r.clustering.is_empty()) && self.decoder.is_live(r));
+            let live = static_live
+                || data.rows.iter().any(|r| {
+                    (!has_clustering || !r.clustering.is_empty()) && self.decoder.is_live(r)
+                });
             if !live {
                 return Ok(Flow::Continue);
             }
-            return self.emit(&template, pk, None, partition_rows + 1);
+            return self.emit(&template, pk, None, partition_rows.saturating_add(1));
         }
 
         let mut live_seen = resumed || partition_rows > 0;
@@ -457,12 +553,15 @@ impl Run<'_, '_> {
                 if !self.passes_filters(&logical) {
                     continue;
                 }
-                partition_rows += 1;
+                partition_rows = partition_rows.saturating_add(1);
                 let flow = self.emit(&logical, pk, Some(clustering), partition_rows)?;
                 if !matches!(flow, Flow::Continue) {
                     return Ok(flow);
                 }
-                if self.per_partition_limit.is_some_and(|l| partition_rows >= l) {
+                if self
+                    .per_partition_limit
+                    .is_some_and(|l| partition_rows >= l)
+                {
                     return Ok(Flow::Continue);
                 }
             }
@@ -473,7 +572,9 @@ impl Run<'_, '_> {
                 break;
             }
             let chunk = self.chunk_limit();
-            let base = ranges.clone().unwrap_or_else(|| vec![restrictions::unbounded_range()]);
+            let base = ranges
+                .clone()
+                .unwrap_or_else(|| vec![restrictions::unbounded_range()]);
             let cut = keys::ranges_after(&base, &last, self.plan.reversed);
             if cut.is_empty() {
                 break;
@@ -485,8 +586,13 @@ impl Run<'_, '_> {
                 None => break,
             };
         }
-        if !live_seen && static_live && has_clustering && self.bound.ranges.is_none() && self.passes_filters(&template) {
-            return self.emit(&template, pk, None, partition_rows + 1);
+        if !live_seen
+            && static_live
+            && has_clustering
+            && self.bound.ranges.is_none()
+            && self.passes_filters(&template)
+        {
+            return self.emit(&template, pk, None, partition_rows.saturating_add(1));
         }
         Ok(Flow::Continue)
     }

@@ -24,9 +24,16 @@ pub(crate) enum Sel {
     Ttl(usize),
     Token,
     /// A native function of no row value (`now()`, `uuid()`, `currentTimestamp()`...).
-    Generator { name: String, args: Vec<Term> },
+    Generator {
+        name: String,
+        args: Vec<Term>,
+    },
     /// A conversion function applied to another selector.
-    Convert { name: String, arg: Box<Sel>, arg_type: CqlType },
+    Convert {
+        name: String,
+        arg: Box<Sel>,
+        arg_type: CqlType,
+    },
     CountAll,
     Count(Box<Sel>),
     Min(Box<Sel>, CqlType),
@@ -37,7 +44,15 @@ pub(crate) enum Sel {
 
 impl Sel {
     fn is_aggregate(&self) -> bool {
-        matches!(self, Sel::CountAll | Sel::Count(_) | Sel::Min(..) | Sel::Max(..) | Sel::Sum(..) | Sel::Avg(..))
+        matches!(
+            self,
+            Sel::CountAll
+                | Sel::Count(_)
+                | Sel::Min(..)
+                | Sel::Max(..)
+                | Sel::Sum(..)
+                | Sel::Avg(..)
+        )
     }
 }
 
@@ -56,7 +71,12 @@ pub(crate) struct Selection {
 }
 
 fn spec(table: &TableDef, name: String, ty: CqlType) -> ColumnSpec {
-    ColumnSpec { keyspace: table.keyspace.clone(), table: table.name.clone(), name, ty: ty.unfrozen() }
+    ColumnSpec {
+        keyspace: table.keyspace.clone(),
+        table: table.name.clone(),
+        name,
+        ty: ty.unfrozen(),
+    }
 }
 
 impl Selection {
@@ -67,14 +87,23 @@ impl Selection {
             .into_iter()
             .filter_map(|c| {
                 let idx = table.column_index(&c.name)?;
-                Some(Output { spec: spec(table, c.name.clone(), c.ty.clone()), sel: Sel::Column(idx) })
+                Some(Output {
+                    spec: spec(table, c.name.clone(), c.ty.clone()),
+                    sel: Sel::Column(idx),
+                })
             })
             .collect();
-        Selection { outputs, aggregate: false }
+        Selection {
+            outputs,
+            aggregate: false,
+        }
     }
 
     /// Resolves a select list (empty: `*`).
-    pub(crate) fn resolve(table: &TableDef, selectors: &[Selector]) -> Result<Selection, ExecError> {
+    pub(crate) fn resolve(
+        table: &TableDef,
+        selectors: &[Selector],
+    ) -> Result<Selection, ExecError> {
         if selectors.is_empty() {
             return Ok(Selection::all(table));
         }
@@ -82,7 +111,10 @@ impl Selection {
         for s in selectors {
             let (sel, name, ty) = resolve_expr(table, &s.expr, true)?;
             let name = s.alias.clone().unwrap_or(name);
-            outputs.push(Output { spec: spec(table, name, ty), sel });
+            outputs.push(Output {
+                spec: spec(table, name, ty),
+                sel,
+            });
         }
         let aggregate = outputs.iter().any(|o| o.sel.is_aggregate());
         Ok(Selection { outputs, aggregate })
@@ -121,20 +153,31 @@ impl Selection {
         ctx: &EvalCtx<'_>,
         now: i64,
     ) -> Result<Vec<Option<Vec<u8>>>, ExecError> {
-        self.outputs.iter().map(|o| eval_sel(&o.sel, row, ctx, now)).collect()
+        self.outputs
+            .iter()
+            .map(|o| eval_sel(&o.sel, row, ctx, now))
+            .collect()
     }
 }
 
 fn lname(name: &str) -> String {
     let l = name.to_ascii_lowercase();
-    l.strip_prefix("system.").map(|s| s.to_string()).unwrap_or(l)
+    l.strip_prefix("system.")
+        .map(|s| s.to_string())
+        .unwrap_or(l)
 }
 
 fn column(table: &TableDef, name: &str) -> Result<usize, ExecError> {
-    table.column_index(name).ok_or_else(|| ExecError::Invalid(format!("Undefined column name {name}")))
+    table
+        .column_index(name)
+        .ok_or_else(|| ExecError::Invalid(format!("Undefined column name {name}")))
 }
 
-fn resolve_expr(table: &TableDef, e: &SelectExpr, top: bool) -> Result<(Sel, String, CqlType), ExecError> {
+fn resolve_expr(
+    table: &TableDef,
+    e: &SelectExpr,
+    top: bool,
+) -> Result<(Sel, String, CqlType), ExecError> {
     Ok(match e {
         SelectExpr::Column(n) => {
             let i = column(table, n)?;
@@ -152,13 +195,21 @@ fn resolve_expr(table: &TableDef, e: &SelectExpr, top: bool) -> Result<(Sel, Str
             let i = column(table, n)?;
             let c = &table.columns[i];
             if c.kind.is_primary_key() {
-                return invalid(format!("Cannot use selection function {fname} on PRIMARY KEY part {n}"));
+                return invalid(format!(
+                    "Cannot use selection function {fname} on PRIMARY KEY part {n}"
+                ));
             }
             if c.ty.is_multi_cell() {
-                return invalid(format!("Cannot use selection function {fname} on non-frozen collection {n}"));
+                return invalid(format!(
+                    "Cannot use selection function {fname} on non-frozen collection {n}"
+                ));
             }
             if is_wt {
-                (Sel::WriteTime(i), format!("writetime({n})"), CqlType::BigInt)
+                (
+                    Sel::WriteTime(i),
+                    format!("writetime({n})"),
+                    CqlType::BigInt,
+                )
             } else {
                 (Sel::Ttl(i), format!("ttl({n})"), CqlType::Int)
             }
@@ -183,7 +234,11 @@ fn resolve_expr(table: &TableDef, e: &SelectExpr, top: bool) -> Result<(Sel, Str
                             want.join(", ")
                         ));
                     }
-                    (Sel::Token, format!("system.token({})", names.join(", ")), CqlType::BigInt)
+                    (
+                        Sel::Token,
+                        format!("system.token({})", names.join(", ")),
+                        CqlType::BigInt,
+                    )
                 }
                 "count" | "min" | "max" | "sum" | "avg" => {
                     if !top {
@@ -202,7 +257,13 @@ fn resolve_expr(table: &TableDef, e: &SelectExpr, top: bool) -> Result<(Sel, Str
                         _ => {
                             if !matches!(
                                 ty,
-                                CqlType::TinyInt | CqlType::SmallInt | CqlType::Int | CqlType::BigInt | CqlType::Float | CqlType::Double | CqlType::Counter
+                                CqlType::TinyInt
+                                    | CqlType::SmallInt
+                                    | CqlType::Int
+                                    | CqlType::BigInt
+                                    | CqlType::Float
+                                    | CqlType::Double
+                                    | CqlType::Counter
                             ) {
                                 return invalid(format!("Invalid call to function system.{f}: argument of type {ty} is not numeric"));
                             }
@@ -224,27 +285,50 @@ fn resolve_expr(table: &TableDef, e: &SelectExpr, top: bool) -> Result<(Sel, Str
                                 _ => None,
                             })
                             .collect();
-                        let ty = values::function_result_type(&f, None)
-                            .ok_or_else(|| ExecError::Invalid(format!("Unknown function '{name}'")))?;
+                        let ty = values::function_result_type(&f, None).ok_or_else(|| {
+                            ExecError::Invalid(format!("Unknown function '{name}'"))
+                        })?;
                         let arg_names: Vec<String> = terms.iter().map(term_name).collect();
-                        (Sel::Generator { name: f.clone(), args: terms }, format!("system.{f}({})", arg_names.join(", ")), ty)
+                        (
+                            Sel::Generator {
+                                name: f.clone(),
+                                args: terms,
+                            },
+                            format!("system.{f}({})", arg_names.join(", ")),
+                            ty,
+                        )
                     } else {
                         if args.len() != 1 {
-                            return invalid(format!("Invalid number of arguments in call to function system.{f}"));
+                            return invalid(format!(
+                                "Invalid number of arguments in call to function system.{f}"
+                            ));
                         }
                         let (inner, iname, ity) = resolve_expr(table, &args[0], false)?;
-                        let ty = values::function_result_type(&f, Some(&ity))
-                            .ok_or_else(|| ExecError::Invalid(format!("Unknown function '{name}'")))?;
+                        let ty = values::function_result_type(&f, Some(&ity)).ok_or_else(|| {
+                            ExecError::Invalid(format!("Unknown function '{name}'"))
+                        })?;
                         if f.starts_with("blobas") && base(&ity) != &CqlType::Blob {
                             return invalid(format!("Type error: {iname} cannot be passed as argument 0 of function system.{f} of type blob"));
                         }
-                        if matches!(f.as_str(), "totimestamp" | "todate" | "tounixtimestamp" | "dateof" | "unixtimestampof")
-                            && !matches!(base(&ity), CqlType::Timeuuid | CqlType::Timestamp | CqlType::Date)
-                        {
+                        if matches!(
+                            f.as_str(),
+                            "totimestamp"
+                                | "todate"
+                                | "tounixtimestamp"
+                                | "dateof"
+                                | "unixtimestampof"
+                        ) && !matches!(
+                            base(&ity),
+                            CqlType::Timeuuid | CqlType::Timestamp | CqlType::Date
+                        ) {
                             return invalid(format!("Type error: {iname} cannot be passed as argument 0 of function system.{f}"));
                         }
                         (
-                            Sel::Convert { name: f.clone(), arg: Box::new(inner), arg_type: ity.clone() },
+                            Sel::Convert {
+                                name: f.clone(),
+                                arg: Box::new(inner),
+                                arg_type: ity.clone(),
+                            },
                             format!("system.{f}({iname})"),
                             ty,
                         )
@@ -258,29 +342,59 @@ fn resolve_expr(table: &TableDef, e: &SelectExpr, top: bool) -> Result<(Sel, Str
 fn term_name(t: &Term) -> String {
     match t {
         Term::FunctionCall { name, args } => {
-            format!("system.{}({})", lname(name), args.iter().map(term_name).collect::<Vec<_>>().join(", "))
+            format!(
+                "system.{}({})",
+                lname(name),
+                args.iter().map(term_name).collect::<Vec<_>>().join(", ")
+            )
         }
         Term::Literal(l) => format!("{l:?}"),
         _ => "?".into(),
     }
 }
 
-fn eval_sel(sel: &Sel, row: &LogicalRow, ctx: &EvalCtx<'_>, now: i64) -> Result<Option<Vec<u8>>, ExecError> {
+fn eval_sel(
+    sel: &Sel,
+    row: &LogicalRow,
+    ctx: &EvalCtx<'_>,
+    now: i64,
+) -> Result<Option<Vec<u8>>, ExecError> {
     Ok(match sel {
-        Sel::Column(i) => row.cells.get(*i).and_then(|c| c.as_ref()).map(|c| c.value.clone()),
-        Sel::WriteTime(i) => row.cells.get(*i).and_then(|c| c.as_ref()).map(|c| c.timestamp.to_be_bytes().to_vec()),
+        Sel::Column(i) => row
+            .cells
+            .get(*i)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.value.clone()),
+        Sel::WriteTime(i) => row
+            .cells
+            .get(*i)
+            .and_then(|c| c.as_ref())
+            .map(|c| c.timestamp.to_be_bytes().to_vec()),
         Sel::Ttl(i) => row
             .cells
             .get(*i)
             .and_then(|c| c.as_ref())
             .filter(|c| c.ttl > 0)
-            .map(|c| ((c.expires_at - now).clamp(0, i32::MAX as i64) as i32).to_be_bytes().to_vec()),
+            .map(|c| {
+                ((c.expires_at - now).clamp(0, i32::MAX as i64) as i32)
+                    .to_be_bytes()
+                    .to_vec()
+            }),
         Sel::Token => Some(row.token.to_be_bytes().to_vec()),
-        Sel::Generator { name, args } => values::call_function(name, args, None, ctx, name)?.map(|v| v.serialize()),
-        Sel::Convert { name, arg, arg_type } => {
-            let Some(bytes) = eval_sel(arg, row, ctx, now)? else { return Ok(None) };
+        Sel::Generator { name, args } => {
+            values::call_function(name, args, None, ctx, name)?.map(|v| v.serialize())
+        }
+        Sel::Convert {
+            name,
+            arg,
+            arg_type,
+        } => {
+            let Some(bytes) = eval_sel(arg, row, ctx, now)? else {
+                return Ok(None);
+            };
             if let Some(to) = name.strip_prefix("blobas") {
-                let ty = types::parse_type_name(to).ok_or_else(|| ExecError::Invalid(format!("Unknown function '{name}'")))?;
+                let ty = types::parse_type_name(to)
+                    .ok_or_else(|| ExecError::Invalid(format!("Unknown function '{name}'")))?;
                 Some(values::decode_bound(&ty, &bytes, name)?.serialize())
             } else if name.ends_with("asblob") {
                 Some(bytes)
@@ -291,7 +405,12 @@ fn eval_sel(sel: &Sel, row: &LogicalRow, ctx: &EvalCtx<'_>, now: i64) -> Result<
             }
         }
         // Aggregates are evaluated by `Aggregator`.
-        Sel::CountAll | Sel::Count(_) | Sel::Min(..) | Sel::Max(..) | Sel::Sum(..) | Sel::Avg(..) => None,
+        Sel::CountAll
+        | Sel::Count(_)
+        | Sel::Min(..)
+        | Sel::Max(..)
+        | Sel::Sum(..)
+        | Sel::Avg(..) => None,
     })
 }
 
@@ -303,8 +422,15 @@ pub(crate) struct Aggregator {
 enum AggState {
     Count(i64),
     CountNonNull(i64),
-    Extreme { best: Option<CqlValue>, max: bool },
-    Sum { sum: Num, count: i64, avg: bool },
+    Extreme {
+        best: Option<CqlValue>,
+        max: bool,
+    },
+    Sum {
+        sum: Num,
+        count: i64,
+        avg: bool,
+    },
     /// A non-aggregate selector: the first row's value.
     First(Option<Option<Vec<u8>>>),
 }
@@ -323,10 +449,20 @@ impl Aggregator {
             .map(|o| match &o.sel {
                 Sel::CountAll => AggState::Count(0),
                 Sel::Count(_) => AggState::CountNonNull(0),
-                Sel::Min(..) => AggState::Extreme { best: None, max: false },
-                Sel::Max(..) => AggState::Extreme { best: None, max: true },
+                Sel::Min(..) => AggState::Extreme {
+                    best: None,
+                    max: false,
+                },
+                Sel::Max(..) => AggState::Extreme {
+                    best: None,
+                    max: true,
+                },
                 Sel::Sum(_, t) | Sel::Avg(_, t) => AggState::Sum {
-                    sum: if matches!(t, CqlType::Float | CqlType::Double) { Num::Float(0.0) } else { Num::Int(0) },
+                    sum: if matches!(t, CqlType::Float | CqlType::Double) {
+                        Num::Float(0.0)
+                    } else {
+                        Num::Int(0)
+                    },
                     count: 0,
                     avg: matches!(o.sel, Sel::Avg(..)),
                 },
@@ -337,23 +473,32 @@ impl Aggregator {
     }
 
     /// Folds one row in.
-    pub(crate) fn add(&mut self, sel: &Selection, row: &LogicalRow, ctx: &EvalCtx<'_>, now: i64) -> Result<(), ExecError> {
+    pub(crate) fn add(
+        &mut self,
+        sel: &Selection,
+        row: &LogicalRow,
+        ctx: &EvalCtx<'_>,
+        now: i64,
+    ) -> Result<(), ExecError> {
         for (state, out) in self.states.iter_mut().zip(&sel.outputs) {
             match (state, &out.sel) {
                 (AggState::Count(n), _) => *n += 1,
                 (AggState::CountNonNull(n), Sel::Count(arg)) => {
-                    if eval_sel(arg, row, ctx, now)?.is_some() {
-                        *n += 1;
-                    }
+                    *n += i64::from(eval_sel(arg, row, ctx, now)?.is_some())
                 }
                 (AggState::Extreme { best, max }, Sel::Min(arg, ty) | Sel::Max(arg, ty)) => {
                     if let Some(bytes) = eval_sel(arg, row, ctx, now)? {
-                        let v = CqlValue::deserialize(ty, &bytes).map_err(|e| ExecError::Server(e.to_string()))?;
+                        let v = CqlValue::deserialize(ty, &bytes)
+                            .map_err(|e| ExecError::Server(e.to_string()))?;
                         let better = match best {
                             None => true,
                             Some(b) => {
                                 let o = types::compare(&v, b);
-                                if *max { o.is_gt() } else { o.is_lt() }
+                                if *max {
+                                    o.is_gt()
+                                } else {
+                                    o.is_lt()
+                                }
                             }
                         };
                         if better {
@@ -363,23 +508,24 @@ impl Aggregator {
                 }
                 (AggState::Sum { sum, count, .. }, Sel::Sum(arg, ty) | Sel::Avg(arg, ty)) => {
                     if let Some(bytes) = eval_sel(arg, row, ctx, now)? {
-                        let v = CqlValue::deserialize(ty, &bytes).map_err(|e| ExecError::Server(e.to_string()))?;
+                        let v = CqlValue::deserialize(ty, &bytes)
+                            .map_err(|e| ExecError::Server(e.to_string()))?;
                         *count += 1;
                         *sum = match (*sum, v) {
                             (Num::Int(s), CqlValue::TinyInt(x)) => Num::Int(s + x as i128),
                             (Num::Int(s), CqlValue::SmallInt(x)) => Num::Int(s + x as i128),
                             (Num::Int(s), CqlValue::Int(x)) => Num::Int(s + x as i128),
-                            (Num::Int(s), CqlValue::BigInt(x) | CqlValue::Counter(x)) => Num::Int(s.saturating_add(x as i128)),
+                            (Num::Int(s), CqlValue::BigInt(x) | CqlValue::Counter(x)) => {
+                                Num::Int(s.saturating_add(x as i128))
+                            }
                             (Num::Float(s), CqlValue::Float(x)) => Num::Float(s + x as f64),
                             (Num::Float(s), CqlValue::Double(x)) => Num::Float(s + x),
                             (s, _) => s,
                         };
                     }
                 }
-                (AggState::First(first), other) => {
-                    if first.is_none() {
-                        *first = Some(eval_sel(other, row, ctx, now)?);
-                    }
+                (AggState::First(first @ None), other) => {
+                    *first = Some(eval_sel(other, row, ctx, now)?)
                 }
                 _ => {}
             }
@@ -402,7 +548,15 @@ impl Aggregator {
                     };
                     let v = match sum {
                         Num::Int(s) => {
-                            let s = if avg { if count == 0 { 0 } else { s / count as i128 } } else { s };
+                            let s = if avg {
+                                if count == 0 {
+                                    0
+                                } else {
+                                    s / count as i128
+                                }
+                            } else {
+                                s
+                            };
                             match ty {
                                 CqlType::TinyInt => CqlValue::TinyInt(s as i8),
                                 CqlType::SmallInt => CqlValue::SmallInt(s as i16),
@@ -412,7 +566,15 @@ impl Aggregator {
                             }
                         }
                         Num::Float(s) => {
-                            let s = if avg { if count == 0 { 0.0 } else { s / count as f64 } } else { s };
+                            let s = if avg {
+                                if count == 0 {
+                                    0.0
+                                } else {
+                                    s / count as f64
+                                }
+                            } else {
+                                s
+                            };
                             match ty {
                                 CqlType::Float => CqlValue::Float(s as f32),
                                 _ => CqlValue::Double(s),
@@ -429,5 +591,8 @@ impl Aggregator {
 
 /// Whether a column may appear in a `SELECT DISTINCT` list.
 pub(crate) fn distinct_allowed(table: &TableDef, column: usize) -> bool {
-    matches!(table.columns[column].kind, ColumnKind::PartitionKey(_) | ColumnKind::Static)
+    matches!(
+        table.columns[column].kind,
+        ColumnKind::PartitionKey(_) | ColumnKind::Static
+    )
 }

@@ -28,7 +28,8 @@ fn text(s: &str) -> CqlValue {
 }
 
 fn text_map(entries: &[(String, String)]) -> CqlValue {
-    let mut e: Vec<(CqlValue, CqlValue)> = entries.iter().map(|(k, v)| (text(k), text(v))).collect();
+    let mut e: Vec<(CqlValue, CqlValue)> =
+        entries.iter().map(|(k, v)| (text(k), text(v))).collect();
     e.sort_by(|a, b| ringdb_cql::types::compare(&a.0, &b.0));
     CqlValue::Map(e)
 }
@@ -49,15 +50,28 @@ fn row(table: &TableDef, values: Vec<(&str, Option<CqlValue>)>) -> Result<Logica
     let mut cells = vec![None; table.columns.len()];
     for (name, v) in values {
         if let (Some(idx), Some(v)) = (table.column_index(name), v) {
-            cells[idx] = Some(CellView { value: v.serialize(), timestamp: 0, ttl: 0, expires_at: 0 });
+            cells[idx] = Some(CellView {
+                value: v.serialize(),
+                timestamp: 0,
+                ttl: 0,
+                expires_at: 0,
+            });
         }
     }
     let pk: Vec<Vec<u8>> = table
         .partition_key()
         .iter()
-        .map(|c| table.column_index(&c.name).and_then(|i| cells[i].as_ref()).map(|c| c.value.clone()).unwrap_or_default())
+        .map(|c| {
+            table
+                .column_index(&c.name)
+                .and_then(|i| cells[i].as_ref())
+                .map(|c| c.value.clone())
+                .unwrap_or_default()
+        })
         .collect();
-    let token = keys::partition_key_from_serialized(&pk).map(|p| p.token).unwrap_or(0);
+    let token = keys::partition_key_from_serialized(&pk)
+        .map(|p| p.token)
+        .unwrap_or(0);
     Ok(LogicalRow { token, cells })
 }
 
@@ -74,12 +88,18 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
             vec![
                 ("key", Some(text("local"))),
                 ("bootstrapped", Some(text("COMPLETED"))),
-                ("broadcast_address", Some(CqlValue::Inet(node.listen_address))),
+                (
+                    "broadcast_address",
+                    Some(CqlValue::Inet(node.listen_address)),
+                ),
                 ("broadcast_port", Some(CqlValue::Int(7000))),
                 ("cluster_name", Some(text(&node.cluster_name))),
                 ("cql_version", Some(text(super::CQL_VERSION))),
                 ("data_center", Some(text(&node.dc))),
-                ("gossip_generation", Some(CqlValue::Int(src.gossip_generation))),
+                (
+                    "gossip_generation",
+                    Some(CqlValue::Int(src.gossip_generation)),
+                ),
                 ("host_id", Some(uuid(&node.host_id))),
                 ("listen_address", Some(CqlValue::Inet(node.listen_address))),
                 ("listen_port", Some(CqlValue::Int(7000))),
@@ -157,28 +177,52 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                         vec![
                             ("keyspace_name", Some(text(&t.keyspace))),
                             ("table_name", Some(text(&t.name))),
-                            ("additional_write_policy", Some(text(&o.additional_write_policy))),
-                            ("bloom_filter_fp_chance", Some(CqlValue::Double(o.bloom_filter_fp_chance))),
+                            (
+                                "additional_write_policy",
+                                Some(text(&o.additional_write_policy)),
+                            ),
+                            (
+                                "bloom_filter_fp_chance",
+                                Some(CqlValue::Double(o.bloom_filter_fp_chance)),
+                            ),
                             ("caching", Some(text_map(&o.caching))),
                             ("cdc", Some(CqlValue::Boolean(o.cdc))),
                             ("comment", Some(text(&o.comment))),
                             ("compaction", Some(text_map(&o.compaction))),
                             ("compression", Some(text_map(&o.compression))),
-                            ("crc_check_chance", Some(CqlValue::Double(o.crc_check_chance))),
+                            (
+                                "crc_check_chance",
+                                Some(CqlValue::Double(o.crc_check_chance)),
+                            ),
                             ("dclocal_read_repair_chance", Some(CqlValue::Double(0.0))),
-                            ("default_time_to_live", Some(CqlValue::Int(o.default_time_to_live))),
+                            (
+                                "default_time_to_live",
+                                Some(CqlValue::Int(o.default_time_to_live)),
+                            ),
                             (
                                 "extensions",
                                 Some(CqlValue::Map(
-                                    o.extensions.iter().map(|(k, v)| (text(k), CqlValue::Blob(v.clone()))).collect(),
+                                    o.extensions
+                                        .iter()
+                                        .map(|(k, v)| (text(k), CqlValue::Blob(v.clone())))
+                                        .collect(),
                                 )),
                             ),
                             ("flags", Some(CqlValue::Set(vec![text("compound")]))),
                             ("gc_grace_seconds", Some(CqlValue::Int(o.gc_grace_seconds))),
                             ("id", Some(uuid(&t.id))),
-                            ("max_index_interval", Some(CqlValue::Int(o.max_index_interval))),
-                            ("memtable_flush_period_in_ms", Some(CqlValue::Int(o.memtable_flush_period_in_ms))),
-                            ("min_index_interval", Some(CqlValue::Int(o.min_index_interval))),
+                            (
+                                "max_index_interval",
+                                Some(CqlValue::Int(o.max_index_interval)),
+                            ),
+                            (
+                                "memtable_flush_period_in_ms",
+                                Some(CqlValue::Int(o.memtable_flush_period_in_ms)),
+                            ),
+                            (
+                                "min_index_interval",
+                                Some(CqlValue::Int(o.min_index_interval)),
+                            ),
                             ("read_repair", Some(text(&o.read_repair))),
                             ("read_repair_chance", Some(CqlValue::Double(0.0))),
                             ("speculative_retry", Some(text(&o.speculative_retry))),
@@ -197,8 +241,12 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                     for c in cols {
                         let (order, position) = match c.kind {
                             ColumnKind::PartitionKey(p) => ("none", p as i32),
-                            ColumnKind::Clustering(p, crate::schema::ClusteringOrder::Asc) => ("asc", p as i32),
-                            ColumnKind::Clustering(p, crate::schema::ClusteringOrder::Desc) => ("desc", p as i32),
+                            ColumnKind::Clustering(p, crate::schema::ClusteringOrder::Asc) => {
+                                ("asc", p as i32)
+                            }
+                            ColumnKind::Clustering(p, crate::schema::ClusteringOrder::Desc) => {
+                                ("desc", p as i32)
+                            }
                             ColumnKind::Regular | ColumnKind::Static => ("none", -1),
                         };
                         out.push(row(
@@ -208,7 +256,10 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                                 ("table_name", Some(text(&t.name))),
                                 ("column_name", Some(text(&c.name))),
                                 ("clustering_order", Some(text(order))),
-                                ("column_name_bytes", Some(CqlValue::Blob(c.name.as_bytes().to_vec()))),
+                                (
+                                    "column_name_bytes",
+                                    Some(CqlValue::Blob(c.name.as_bytes().to_vec())),
+                                ),
                                 ("kind", Some(text(c.kind.schema_name()))),
                                 ("position", Some(CqlValue::Int(position))),
                                 ("type", Some(text(&type_text(&c.ty)))),
@@ -232,7 +283,10 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                                 ("keyspace_name", Some(text(&t.keyspace))),
                                 ("table_name", Some(text(&t.name))),
                                 ("column_name", Some(text(&d.name))),
-                                ("dropped_time", Some(CqlValue::Timestamp(d.dropped_at.div_euclid(1000)))),
+                                (
+                                    "dropped_time",
+                                    Some(CqlValue::Timestamp(d.dropped_at.div_euclid(1000))),
+                                ),
                                 ("kind", Some(text(d.kind.schema_name()))),
                                 ("type", Some(text(&type_text(&d.ty)))),
                             ],

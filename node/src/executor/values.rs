@@ -44,19 +44,31 @@ pub(crate) struct Bindings<'a> {
 
 impl<'a> Bindings<'a> {
     /// Positional values; checks the count against the statement's markers.
-    pub(crate) fn positional(values: &'a [BoundValue], markers: usize) -> Result<Bindings<'a>, ExecError> {
+    pub(crate) fn positional(
+        values: &'a [BoundValue],
+        markers: usize,
+    ) -> Result<Bindings<'a>, ExecError> {
         if values.len() != markers {
             return invalid(format!(
                 "There were {markers} markers(?) in CQL but {} bound variables",
                 values.len()
             ));
         }
-        Ok(Bindings { values, names: None })
+        Ok(Bindings {
+            values,
+            names: None,
+        })
     }
 
     /// Values by name (`names[i]` names `values[i]`).
-    pub(crate) fn named(values: &'a [BoundValue], names: &'a HashMap<String, usize>) -> Bindings<'a> {
-        Bindings { values, names: Some(names) }
+    pub(crate) fn named(
+        values: &'a [BoundValue],
+        names: &'a HashMap<String, usize>,
+    ) -> Bindings<'a> {
+        Bindings {
+            values,
+            names: Some(names),
+        }
     }
 
     /// The value bound to a marker.
@@ -70,12 +82,17 @@ impl<'a> Bindings<'a> {
                 },
             },
             (Some(_), None) => {
-                return invalid("Named values were given but the statement uses positional markers (?)")
+                return invalid(
+                    "Named values were given but the statement uses positional markers (?)",
+                )
             }
             (None, _) => marker.index,
         };
         self.values.get(idx).ok_or_else(|| {
-            ExecError::Invalid(format!("No value bound for variable {} (index {idx})", marker_label(marker)))
+            ExecError::Invalid(format!(
+                "No value bound for variable {} (index {idx})",
+                marker_label(marker)
+            ))
         })
     }
 }
@@ -106,13 +123,22 @@ pub(crate) fn base(ty: &CqlType) -> &CqlType {
 }
 
 /// Decodes a bound value for a receiver of type `ty`.
-pub(crate) fn decode_bound(ty: &CqlType, bytes: &[u8], receiver: &str) -> Result<CqlValue, ExecError> {
+pub(crate) fn decode_bound(
+    ty: &CqlType,
+    bytes: &[u8],
+    receiver: &str,
+) -> Result<CqlValue, ExecError> {
     CqlValue::deserialize(ty, bytes)
         .map_err(|e| ExecError::Invalid(format!("Exception while binding column {receiver}: {e}")))
 }
 
 /// Evaluates a term for a receiver (column, collection element, option…) of type `ty`.
-pub(crate) fn eval(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str) -> Result<Val, ExecError> {
+pub(crate) fn eval(
+    term: &Term,
+    ty: &CqlType,
+    ctx: &EvalCtx<'_>,
+    receiver: &str,
+) -> Result<Val, ExecError> {
     let b = base(ty);
     match term {
         Term::Literal(Literal::Null) => Ok(Val::Null),
@@ -125,7 +151,10 @@ pub(crate) fn eval(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str)
             BoundValue::Bytes(bytes) => {
                 // Cassandra's "empty value" for fixed-width types: treated as null here.
                 if bytes.is_empty()
-                    && !matches!(b, CqlType::Text | CqlType::Ascii | CqlType::Blob | CqlType::Custom(_))
+                    && !matches!(
+                        b,
+                        CqlType::Text | CqlType::Ascii | CqlType::Blob | CqlType::Custom(_)
+                    )
                 {
                     return Ok(Val::Null);
                 }
@@ -133,7 +162,9 @@ pub(crate) fn eval(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str)
             }
         },
         Term::List(items) => match b {
-            CqlType::List(e) => Ok(Val::Value(CqlValue::List(elements(items, e, ctx, receiver)?))),
+            CqlType::List(e) => Ok(Val::Value(CqlValue::List(elements(
+                items, e, ctx, receiver,
+            )?))),
             CqlType::Set(e) => Ok(Val::Value(set_of(elements(items, e, ctx, receiver)?))),
             _ => invalid(format!("Invalid list literal for {receiver} of type {ty}")),
         },
@@ -171,7 +202,9 @@ pub(crate) fn eval(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str)
                     match eval(item, t, ctx, receiver)? {
                         Val::Value(v) => out.push(Some(v)),
                         Val::Null => out.push(None),
-                        Val::Unset => return invalid(format!("Invalid unset value in tuple for {receiver}")),
+                        Val::Unset => {
+                            return invalid(format!("Invalid unset value in tuple for {receiver}"))
+                        }
                     }
                 }
                 while out.len() < types.len() {
@@ -202,10 +235,19 @@ pub(crate) fn eval(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str)
 /// Whether values of `from` may be used where `to` is expected without conversion.
 fn compatible(from: &CqlType, to: &CqlType) -> bool {
     let (f, t) = (base(from), base(to));
-    f == t || matches!((f, t), (CqlType::Timeuuid, CqlType::Uuid) | (CqlType::Ascii, CqlType::Text))
+    f == t
+        || matches!(
+            (f, t),
+            (CqlType::Timeuuid, CqlType::Uuid) | (CqlType::Ascii, CqlType::Text)
+        )
 }
 
-fn element(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str) -> Result<CqlValue, ExecError> {
+fn element(
+    term: &Term,
+    ty: &CqlType,
+    ctx: &EvalCtx<'_>,
+    receiver: &str,
+) -> Result<CqlValue, ExecError> {
     match eval(term, ty, ctx, receiver)? {
         Val::Value(v) => Ok(v),
         Val::Null => invalid("null is not supported inside collections"),
@@ -213,8 +255,16 @@ fn element(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str) -> Resu
     }
 }
 
-fn elements(items: &[Term], ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str) -> Result<Vec<CqlValue>, ExecError> {
-    items.iter().map(|t| element(t, ty, ctx, receiver)).collect()
+fn elements(
+    items: &[Term],
+    ty: &CqlType,
+    ctx: &EvalCtx<'_>,
+    receiver: &str,
+) -> Result<Vec<CqlValue>, ExecError> {
+    items
+        .iter()
+        .map(|t| element(t, ty, ctx, receiver))
+        .collect()
 }
 
 /// A set value: elements sorted and deduplicated as Cassandra stores them.
@@ -242,14 +292,26 @@ pub(crate) fn canonical(v: CqlValue) -> CqlValue {
     match v {
         CqlValue::Set(items) => set_of(items.into_iter().map(canonical).collect()),
         CqlValue::List(items) => CqlValue::List(items.into_iter().map(canonical).collect()),
-        CqlValue::Map(entries) => map_of(entries.into_iter().map(|(k, v)| (canonical(k), canonical(v))).collect()),
-        CqlValue::Tuple(items) => CqlValue::Tuple(items.into_iter().map(|i| i.map(canonical)).collect()),
+        CqlValue::Map(entries) => map_of(
+            entries
+                .into_iter()
+                .map(|(k, v)| (canonical(k), canonical(v)))
+                .collect(),
+        ),
+        CqlValue::Tuple(items) => {
+            CqlValue::Tuple(items.into_iter().map(|i| i.map(canonical)).collect())
+        }
         other => other,
     }
 }
 
 /// Evaluates a term that must be a non-null value.
-pub(crate) fn eval_value(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str) -> Result<CqlValue, ExecError> {
+pub(crate) fn eval_value(
+    term: &Term,
+    ty: &CqlType,
+    ctx: &EvalCtx<'_>,
+    receiver: &str,
+) -> Result<CqlValue, ExecError> {
     match eval(term, ty, ctx, receiver)? {
         Val::Value(v) => Ok(v),
         Val::Null => invalid(format!("Invalid null value for {receiver}")),
@@ -286,12 +348,19 @@ pub(crate) fn eval_in_values(
                 Val::Unset => invalid(format!("Invalid unset value for {receiver}")),
             }
         }
-        _ => invalid(format!("Invalid IN value for {receiver}: expected a list of values")),
+        _ => invalid(format!(
+            "Invalid IN value for {receiver}: expected a list of values"
+        )),
     }
 }
 
 /// Evaluates an integer option such as TTL, TIMESTAMP or LIMIT: `Ok(None)` when unset.
-pub(crate) fn eval_i64(term: &Term, ty: &CqlType, ctx: &EvalCtx<'_>, receiver: &str) -> Result<Option<i64>, ExecError> {
+pub(crate) fn eval_i64(
+    term: &Term,
+    ty: &CqlType,
+    ctx: &EvalCtx<'_>,
+    receiver: &str,
+) -> Result<Option<i64>, ExecError> {
     match eval(term, ty, ctx, receiver)? {
         Val::Value(CqlValue::Int(v)) => Ok(Some(v.into())),
         Val::Value(CqlValue::BigInt(v)) => Ok(Some(v)),
@@ -313,7 +382,9 @@ fn coerce(v: CqlValue, ty: &CqlType, receiver: &str) -> Result<CqlValue, ExecErr
             if value_fits(&v, t) {
                 v
             } else {
-                return invalid(format!("Type error: cannot assign result of function call to {receiver} of type {ty}"));
+                return invalid(format!(
+                    "Type error: cannot assign result of function call to {receiver} of type {ty}"
+                ));
             }
         }
     })
@@ -377,11 +448,16 @@ pub(crate) fn timeuuid_millis(u: &[u8; 16]) -> i64 {
 /// The smallest (`max == false`) or greatest timeuuid of a millisecond, as Cassandra's
 /// `minTimeuuid`/`maxTimeuuid`.
 fn bounding_timeuuid(millis: i64, max: bool) -> [u8; 16] {
-    let micros = millis.saturating_mul(1000) + if max { 999 } else { 0 };
+    let micros = millis
+        .saturating_mul(1000)
+        .saturating_add(if max { 999 } else { 0 });
     let mut b = timeuuid(micros, 0, [0; 6]);
     if max {
         // The greatest tick of the millisecond, and the greatest low half as signed bytes.
-        let ticks = (millis.saturating_mul(10_000) + 9_999).saturating_add(UUID_EPOCH_OFFSET) as u64;
+        let ticks = millis
+            .saturating_mul(10_000)
+            .saturating_add(9_999)
+            .saturating_add(UUID_EPOCH_OFFSET) as u64;
         b[0..4].copy_from_slice(&((ticks & 0xFFFF_FFFF) as u32).to_be_bytes());
         b[4..6].copy_from_slice(&(((ticks >> 32) & 0xFFFF) as u16).to_be_bytes());
         b[6..8].copy_from_slice(&((((ticks >> 48) & 0x0FFF) as u16) | 0x1000).to_be_bytes());
@@ -439,7 +515,11 @@ pub(crate) fn call_function(
         "now" | "currenttimeuuid" => {
             arity(0)?;
             let m = micros();
-            Some(CqlValue::Timeuuid(timeuuid(m, (m as u64 % 0x3FFF) as u16, ctx.node)))
+            Some(CqlValue::Timeuuid(timeuuid(
+                m,
+                (m as u64 % 0x3FFF) as u16,
+                ctx.node,
+            )))
         }
         "uuid" => {
             arity(0)?;
@@ -447,7 +527,9 @@ pub(crate) fn call_function(
         }
         "currenttimestamp" => {
             arity(0)?;
-            Some(CqlValue::Timestamp(ctx.clock.wall_micros().div_euclid(1000)))
+            Some(CqlValue::Timestamp(
+                ctx.clock.wall_micros().div_euclid(1000),
+            ))
         }
         "currentdate" => {
             arity(0)?;
@@ -455,22 +537,33 @@ pub(crate) fn call_function(
         }
         "currenttime" => {
             arity(0)?;
-            Some(CqlValue::Time(ctx.clock.wall_micros().rem_euclid(MICROS_PER_DAY) * 1000))
+            Some(CqlValue::Time(
+                ctx.clock.wall_micros().rem_euclid(MICROS_PER_DAY) * 1000,
+            ))
         }
-        "totimestamp" | "dateof" => time_arg(ctx)?.and_then(|v| millis_of(&v)).map(CqlValue::Timestamp),
-        "todate" => time_arg(ctx)?.and_then(|v| millis_of(&v)).map(date_of_millis),
-        "tounixtimestamp" | "unixtimestampof" => time_arg(ctx)?.and_then(|v| millis_of(&v)).map(CqlValue::BigInt),
+        "totimestamp" | "dateof" => time_arg(ctx)?
+            .and_then(|v| millis_of(&v))
+            .map(CqlValue::Timestamp),
+        "todate" => time_arg(ctx)?
+            .and_then(|v| millis_of(&v))
+            .map(date_of_millis),
+        "tounixtimestamp" | "unixtimestampof" => time_arg(ctx)?
+            .and_then(|v| millis_of(&v))
+            .map(CqlValue::BigInt),
         "mintimeuuid" | "maxtimeuuid" => {
             arity(1)?;
             let v = eval(&args[0], &CqlType::Timestamp, ctx, receiver)?.into_option();
-            v.and_then(|v| millis_of(&v)).map(|ms| CqlValue::Timeuuid(bounding_timeuuid(ms, lname == "maxtimeuuid")))
+            v.and_then(|v| millis_of(&v))
+                .map(|ms| CqlValue::Timeuuid(bounding_timeuuid(ms, lname == "maxtimeuuid")))
         }
         other => {
             if let Some(from) = other.strip_suffix("asblob") {
                 arity(1)?;
                 let ty = types::parse_type_name(from)
                     .ok_or_else(|| ExecError::Invalid(format!("Unknown function '{name}'")))?;
-                return Ok(eval(&args[0], &ty, ctx, receiver)?.into_option().map(|v| CqlValue::Blob(v.serialize())));
+                return Ok(eval(&args[0], &ty, ctx, receiver)?
+                    .into_option()
+                    .map(|v| CqlValue::Blob(v.serialize())));
             }
             if let Some(to) = other.strip_prefix("blobas") {
                 arity(1)?;
@@ -532,7 +625,10 @@ mod tests {
         assert_eq!(uuid::Uuid::from_bytes(a).get_version_num(), 1);
         assert_eq!(timeuuid_millis(&a), 1_700_000_000_123);
         let b = timeuuid(1_700_000_000_123_457, 7, node);
-        assert_eq!(types::compare(&CqlValue::Timeuuid(a), &CqlValue::Timeuuid(b)), std::cmp::Ordering::Less);
+        assert_eq!(
+            types::compare(&CqlValue::Timeuuid(a), &CqlValue::Timeuuid(b)),
+            std::cmp::Ordering::Less
+        );
         let lo = bounding_timeuuid(1_700_000_000_123, false);
         let hi = bounding_timeuuid(1_700_000_000_123, true);
         for u in [a, b] {
@@ -545,7 +641,17 @@ mod tests {
     fn sets_and_maps_are_canonical() {
         let s = set_of(vec![CqlValue::Int(3), CqlValue::Int(1), CqlValue::Int(3)]);
         assert_eq!(s, CqlValue::Set(vec![CqlValue::Int(1), CqlValue::Int(3)]));
-        let m = map_of(vec![(CqlValue::Int(2), CqlValue::Int(0)), (CqlValue::Int(1), CqlValue::Int(0)), (CqlValue::Int(2), CqlValue::Int(9))]);
-        assert_eq!(m, CqlValue::Map(vec![(CqlValue::Int(1), CqlValue::Int(0)), (CqlValue::Int(2), CqlValue::Int(9))]));
+        let m = map_of(vec![
+            (CqlValue::Int(2), CqlValue::Int(0)),
+            (CqlValue::Int(1), CqlValue::Int(0)),
+            (CqlValue::Int(2), CqlValue::Int(9)),
+        ]);
+        assert_eq!(
+            m,
+            CqlValue::Map(vec![
+                (CqlValue::Int(1), CqlValue::Int(0)),
+                (CqlValue::Int(2), CqlValue::Int(9))
+            ])
+        );
     }
 }

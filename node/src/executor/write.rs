@@ -29,7 +29,8 @@ use super::values::{base, eval, eval_i64, eval_value, EvalCtx, Val};
 use crate::schema::ddl::MAX_TTL_SECONDS;
 use crate::schema::{ColumnDef, ColumnKind, TableDef};
 use crate::storage::{
-    Cell, CellKey, Deletion, Liveness, Mutation, PartitionKey, RangeDeletion, RowUpdate, Seconds, Slice,
+    Cell, CellKey, Deletion, Liveness, Mutation, PartitionKey, RangeDeletion, RowUpdate, Seconds,
+    Slice,
 };
 
 /// What building a write needs from the executor.
@@ -78,7 +79,12 @@ impl Attrs {
     }
 }
 
-fn attrs(env: &WriteEnv<'_>, table: &TableDef, using: &Using, allow_ttl: bool) -> Result<Attrs, ExecError> {
+fn attrs(
+    env: &WriteEnv<'_>,
+    table: &TableDef,
+    using: &Using,
+    allow_ttl: bool,
+) -> Result<Attrs, ExecError> {
     let ctx = &env.eval;
     let timestamp = match &using.timestamp {
         Some(t) => eval_i64(t, &CqlType::BigInt, ctx, "[timestamp]")?,
@@ -103,14 +109,22 @@ fn attrs(env: &WriteEnv<'_>, table: &TableDef, using: &Using, allow_ttl: bool) -
         None => None,
     };
     let ttl = match ttl {
-        Some(t) if t < 0 => return invalid(format!("A TTL must be greater or equal to 0, but was {t}")),
+        Some(t) if t < 0 => {
+            return invalid(format!("A TTL must be greater or equal to 0, but was {t}"))
+        }
         Some(t) if t > MAX_TTL_SECONDS => {
-            return invalid(format!("ttl is too large. requested ({t}) maximum ({MAX_TTL_SECONDS})"))
+            return invalid(format!(
+                "ttl is too large. requested ({t}) maximum ({MAX_TTL_SECONDS})"
+            ))
         }
         Some(t) => t as i32,
         None => table.options.default_time_to_live,
     };
-    Ok(Attrs { timestamp, ttl, now: env.now })
+    Ok(Attrs {
+        timestamp,
+        ttl,
+        now: env.now,
+    })
 }
 
 /// Rejects writes to read-only tables.
@@ -157,12 +171,20 @@ impl MutationSet {
         &mut self.mutations[i].1
     }
 
-    fn row(&mut self, table: &TableDef, partition: &PartitionKey, clustering: &[u8]) -> &mut RowUpdate {
+    fn row(
+        &mut self,
+        table: &TableDef,
+        partition: &PartitionKey,
+        clustering: &[u8],
+    ) -> &mut RowUpdate {
         let m = self.entry(table, partition);
         let pos = match m.rows.iter().position(|r| r.clustering == clustering) {
             Some(p) => p,
             None => {
-                m.rows.push(RowUpdate { clustering: clustering.to_vec(), ..RowUpdate::default() });
+                m.rows.push(RowUpdate {
+                    clustering: clustering.to_vec(),
+                    ..RowUpdate::default()
+                });
                 m.rows.len() - 1
             }
         };
@@ -192,7 +214,10 @@ impl MutationSet {
 fn key_value(col: &ColumnDef, v: Val) -> Result<CqlValue, ExecError> {
     match v {
         Val::Value(v) => Ok(v),
-        Val::Null => invalid(format!("Invalid null value in condition for column {}", col.name)),
+        Val::Null => invalid(format!(
+            "Invalid null value in condition for column {}",
+            col.name
+        )),
         Val::Unset => invalid(format!("Invalid unset value for column {}", col.name)),
     }
 }
@@ -219,24 +244,46 @@ fn collection_elements(
     match value {
         CqlValue::List(items) => {
             let micros = env.eval.clock.now().max(0) as u64;
-            let order = if prepend { (1u64 << 63) - micros.min((1u64 << 63) - 1) } else { (1u64 << 63) + micros.min((1u64 << 63) - 1) };
+            let order = if prepend {
+                (1u64 << 63) - micros.min((1u64 << 63) - 1)
+            } else {
+                (1u64 << 63) + micros.min((1u64 << 63) - 1)
+            };
             for (i, item) in items.iter().enumerate() {
                 let path = list_path(order, i as u32, &env.eval.node);
-                out.push((CellKey { column: col.id, path: Some(path) }, attrs.cell(item.serialize())));
+                out.push((
+                    CellKey {
+                        column: col.id,
+                        path: Some(path),
+                    },
+                    attrs.cell(item.serialize()),
+                ));
             }
         }
         CqlValue::Set(items) => {
             for item in items {
                 let mut path = Vec::new();
                 types::encode_comparable(item, false, &mut path);
-                out.push((CellKey { column: col.id, path: Some(path) }, attrs.cell(Vec::new())));
+                out.push((
+                    CellKey {
+                        column: col.id,
+                        path: Some(path),
+                    },
+                    attrs.cell(Vec::new()),
+                ));
             }
         }
         CqlValue::Map(entries) => {
             for (k, v) in entries {
                 let mut path = Vec::new();
                 types::encode_comparable(k, false, &mut path);
-                out.push((CellKey { column: col.id, path: Some(path) }, attrs.cell(v.serialize())));
+                out.push((
+                    CellKey {
+                        column: col.id,
+                        path: Some(path),
+                    },
+                    attrs.cell(v.serialize()),
+                ));
             }
         }
         _ => return invalid(format!("Invalid value for collection column {}", col.name)),
@@ -245,13 +292,20 @@ fn collection_elements(
 }
 
 /// Writes `col = value` into a row update.
-fn set_column(env: &WriteEnv<'_>, row: &mut RowUpdate, col: &ColumnDef, v: Val, attrs: &Attrs) -> Result<(), ExecError> {
+fn set_column(
+    env: &WriteEnv<'_>,
+    row: &mut RowUpdate,
+    col: &ColumnDef,
+    v: Val,
+    attrs: &Attrs,
+) -> Result<(), ExecError> {
     if col.ty.is_multi_cell() {
         match v {
             Val::Unset => {}
             Val::Null => row.collection_deletions.push((col.id, attrs.deletion())),
             Val::Value(value) => {
-                row.collection_deletions.push((col.id, attrs.overwrite_deletion()));
+                row.collection_deletions
+                    .push((col.id, attrs.overwrite_deletion()));
                 collection_elements(env, col, &value, attrs, false, &mut row.cells)?;
             }
         }
@@ -259,18 +313,37 @@ fn set_column(env: &WriteEnv<'_>, row: &mut RowUpdate, col: &ColumnDef, v: Val, 
     }
     match v {
         Val::Unset => {}
-        Val::Null => row.cells.push((CellKey { column: col.id, path: None }, attrs.tombstone())),
-        Val::Value(value) => row.cells.push((CellKey { column: col.id, path: None }, attrs.cell(value.serialize()))),
+        Val::Null => row.cells.push((
+            CellKey {
+                column: col.id,
+                path: None,
+            },
+            attrs.tombstone(),
+        )),
+        Val::Value(value) => row.cells.push((
+            CellKey {
+                column: col.id,
+                path: None,
+            },
+            attrs.cell(value.serialize()),
+        )),
     }
     Ok(())
 }
 
 fn column<'t>(table: &'t TableDef, name: &str) -> Result<&'t ColumnDef, ExecError> {
-    table.column(name).ok_or_else(|| ExecError::Invalid(format!("Undefined column name {name}")))
+    table
+        .column(name)
+        .ok_or_else(|| ExecError::Invalid(format!("Undefined column name {name}")))
 }
 
 /// INSERT.
-pub(crate) fn insert(env: &WriteEnv<'_>, table: &TableDef, ins: &Insert, out: &mut MutationSet) -> Result<(), ExecError> {
+pub(crate) fn insert(
+    env: &WriteEnv<'_>,
+    table: &TableDef,
+    ins: &Insert,
+    out: &mut MutationSet,
+) -> Result<(), ExecError> {
     check_writable(table)?;
     if ins.if_not_exists {
         return invalid(LWT_UNSUPPORTED);
@@ -289,21 +362,41 @@ pub(crate) fn insert(env: &WriteEnv<'_>, table: &TableDef, ins: &Insert, out: &m
     let given = |name: &str| ins.columns.iter().position(|c| c == name);
 
     let pk = table.partition_key();
-    let missing: Vec<&str> = pk.iter().filter(|c| given(&c.name).is_none()).map(|c| c.name.as_str()).collect();
+    let missing: Vec<&str> = pk
+        .iter()
+        .filter(|c| given(&c.name).is_none())
+        .map(|c| c.name.as_str())
+        .collect();
     if !missing.is_empty() {
-        return invalid(format!("Some partition key parts are missing: {}", missing.join(", ")));
+        return invalid(format!(
+            "Some partition key parts are missing: {}",
+            missing.join(", ")
+        ));
     }
     let ck = table.clustering();
-    let ck_missing: Vec<&str> = ck.iter().filter(|c| given(&c.name).is_none()).map(|c| c.name.as_str()).collect();
+    let ck_missing: Vec<&str> = ck
+        .iter()
+        .filter(|c| given(&c.name).is_none())
+        .map(|c| c.name.as_str())
+        .collect();
     let only_statics = ins
         .columns
         .iter()
         .filter_map(|n| table.column(n))
         .filter(|c| !c.kind.is_primary_key())
         .all(|c| c.kind == ColumnKind::Static);
-    let has_static_values = ins.columns.iter().filter_map(|n| table.column(n)).any(|c| c.kind == ColumnKind::Static);
-    if !ck_missing.is_empty() && (ck_missing.len() != ck.len() || !only_statics || !has_static_values) {
-        return invalid(format!("Some clustering keys are missing: {}", ck_missing.join(", ")));
+    let has_static_values = ins
+        .columns
+        .iter()
+        .filter_map(|n| table.column(n))
+        .any(|c| c.kind == ColumnKind::Static);
+    if !ck_missing.is_empty()
+        && (ck_missing.len() != ck.len() || !only_statics || !has_static_values)
+    {
+        return invalid(format!(
+            "Some clustering keys are missing: {}",
+            ck_missing.join(", ")
+        ));
     }
 
     let value_of = |c: &ColumnDef| -> Result<Val, ExecError> {
@@ -330,14 +423,22 @@ pub(crate) fn insert(env: &WriteEnv<'_>, table: &TableDef, ins: &Insert, out: &m
     if let Some(clustering) = &clustering {
         let row = out.row(table, &partition, clustering);
         row.liveness = Some(attrs.liveness());
-        for c in table.columns.iter().filter(|c| c.kind == ColumnKind::Regular) {
+        for c in table
+            .columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Regular)
+        {
             let v = value_of(c)?;
             set_column(env, row, c, v, &attrs)?;
         }
     }
     if has_static_values {
         let row = out.row(table, &partition, &[]);
-        for c in table.columns.iter().filter(|c| c.kind == ColumnKind::Static) {
+        for c in table
+            .columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Static)
+        {
             let v = value_of(c)?;
             set_column(env, row, c, v, &attrs)?;
         }
@@ -369,7 +470,12 @@ fn write_targets(
         .iter()
         .map(|vals| keys::partition_key(vals))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Targets { partitions, bound, prefix_len: shape.prefix_len, has_slice: shape.slice.is_some() })
+    Ok(Targets {
+        partitions,
+        bound,
+        prefix_len: shape.prefix_len,
+        has_slice: shape.slice.is_some(),
+    })
 }
 
 /// Current list elements of a row: `(path, value)` in list order.
@@ -383,11 +489,29 @@ async fn read_list(
     let has_clustering = !table.clustering().is_empty();
     let static_read = col.kind == ColumnKind::Static;
     let slice = if static_read {
-        Slice { ranges: Vec::new(), include_static: true, reversed: false, limit: Some(0) }
+        Slice {
+            ranges: Vec::new(),
+            include_static: true,
+            reversed: false,
+            limit: Some(0),
+        }
     } else if has_clustering {
-        Slice { ranges: vec![(std::ops::Bound::Included(clustering.to_vec()), std::ops::Bound::Included(clustering.to_vec()))], include_static: false, reversed: false, limit: None }
+        Slice {
+            ranges: vec![(
+                std::ops::Bound::Included(clustering.to_vec()),
+                std::ops::Bound::Included(clustering.to_vec()),
+            )],
+            include_static: false,
+            reversed: false,
+            limit: None,
+        }
     } else {
-        Slice { ranges: Vec::new(), include_static: false, reversed: false, limit: None }
+        Slice {
+            ranges: Vec::new(),
+            include_static: false,
+            reversed: false,
+            limit: None,
+        }
     };
     let data = env
         .data
@@ -400,14 +524,21 @@ async fn read_list(
             consistency: env.consistency,
         })
         .await?;
-    let Some(data) = data else { return Ok(Vec::new()) };
+    let Some(data) = data else {
+        return Ok(Vec::new());
+    };
     let row = if static_read {
         data.static_row
     } else {
         data.rows.into_iter().find(|r| r.clustering == clustering)
     };
-    let Some(row) = row else { return Ok(Vec::new()) };
-    Ok(row.live_elements(col.id, env.now).map(|(p, v)| (p.to_vec(), v.to_vec())).collect())
+    let Some(row) = row else {
+        return Ok(Vec::new());
+    };
+    Ok(row
+        .live_elements(col.id, env.now)
+        .map(|(p, v)| (p.to_vec(), v.to_vec()))
+        .collect())
 }
 
 fn list_index(env: &WriteEnv<'_>, t: &Term, col: &ColumnDef) -> Result<i64, ExecError> {
@@ -418,7 +549,12 @@ fn list_index(env: &WriteEnv<'_>, t: &Term, col: &ColumnDef) -> Result<i64, Exec
 }
 
 /// UPDATE.
-pub(crate) async fn update(env: &WriteEnv<'_>, table: &TableDef, upd: &Update, out: &mut MutationSet) -> Result<(), ExecError> {
+pub(crate) async fn update(
+    env: &WriteEnv<'_>,
+    table: &TableDef,
+    upd: &Update,
+    out: &mut MutationSet,
+) -> Result<(), ExecError> {
     check_writable(table)?;
     if upd.if_exists || !upd.conditions.is_empty() {
         return invalid(LWT_UNSUPPORTED);
@@ -435,9 +571,20 @@ pub(crate) async fn update(env: &WriteEnv<'_>, table: &TableDef, upd: &Update, o
             only_statics = false;
         }
     }
-    let full_clustering = !(only_statics && !upd.where_clause.iter().any(|r| relation_on_clustering(table, r)));
-    let Targets { partitions, bound, .. } =
-        write_targets(table, &upd.where_clause, env, full_clustering && !table.clustering().is_empty())?;
+    // Static-only updates may leave clustering columns out entirely.
+    let full_clustering = !only_statics
+        || upd
+            .where_clause
+            .iter()
+            .any(|r| relation_on_clustering(table, r));
+    let Targets {
+        partitions, bound, ..
+    } = write_targets(
+        table,
+        &upd.where_clause,
+        env,
+        full_clustering && !table.clustering().is_empty(),
+    )?;
     let clusterings: Vec<Vec<u8>> = if table.clustering().is_empty() {
         vec![Vec::new()]
     } else if full_clustering {
@@ -449,7 +596,11 @@ pub(crate) async fn update(env: &WriteEnv<'_>, table: &TableDef, upd: &Update, o
     for partition in &partitions {
         for a in &upd.assignments {
             let c = column(table, assignment_column(a))?;
-            let targets: Vec<Vec<u8>> = if c.kind == ColumnKind::Static { vec![Vec::new()] } else { clusterings.clone() };
+            let targets: Vec<Vec<u8>> = if c.kind == ColumnKind::Static {
+                vec![Vec::new()]
+            } else {
+                clusterings.clone()
+            };
             for clustering in &targets {
                 apply_assignment(env, table, partition, clustering, c, a, &attrs, out).await?;
             }
@@ -461,7 +612,9 @@ pub(crate) async fn update(env: &WriteEnv<'_>, table: &TableDef, upd: &Update, o
 fn relation_on_clustering(table: &TableDef, r: &ringdb_cql::ast::Relation) -> bool {
     use ringdb_cql::ast::RelationLhs;
     match &r.lhs {
-        RelationLhs::Column(n) => table.column(n).is_some_and(|c| matches!(c.kind, ColumnKind::Clustering(..))),
+        RelationLhs::Column(n) => table
+            .column(n)
+            .is_some_and(|c| matches!(c.kind, ColumnKind::Clustering(..))),
         RelationLhs::Tuple(_) => true,
         _ => false,
     }
@@ -490,9 +643,15 @@ async fn apply_assignment(
 ) -> Result<(), ExecError> {
     let frozen_or_scalar = |op: &str| -> ExecError {
         if c.ty.is_collection() {
-            ExecError::Invalid(format!("Invalid operation ({op}) for frozen collection column {}", c.name))
+            ExecError::Invalid(format!(
+                "Invalid operation ({op}) for frozen collection column {}",
+                c.name
+            ))
         } else {
-            ExecError::Invalid(format!("Invalid operation ({op}) for non counter column {}", c.name))
+            ExecError::Invalid(format!(
+                "Invalid operation ({op}) for non counter column {}",
+                c.name
+            ))
         }
     };
     match a {
@@ -504,7 +663,10 @@ async fn apply_assignment(
         Assignment::SetElement { key, value, .. } => {
             if !c.ty.is_multi_cell() {
                 return Err(if c.ty.is_collection() {
-                    ExecError::Invalid(format!("Invalid operation ({}[?] = ?) for frozen collection column {}", c.name, c.name))
+                    ExecError::Invalid(format!(
+                        "Invalid operation ({}[?] = ?) for frozen collection column {}",
+                        c.name, c.name
+                    ))
                 } else {
                     ExecError::Invalid(format!("Column {} is not a map or list", c.name))
                 });
@@ -519,7 +681,13 @@ async fn apply_assignment(
                         Val::Null => attrs.tombstone(),
                         Val::Value(v) => attrs.cell(v.serialize()),
                     };
-                    out.row(table, partition, clustering).cells.push((CellKey { column: c.id, path: Some(path) }, cell));
+                    out.row(table, partition, clustering).cells.push((
+                        CellKey {
+                            column: c.id,
+                            path: Some(path),
+                        },
+                        cell,
+                    ));
                 }
                 CqlType::List(et) => {
                     let idx = list_index(env, key, c)?;
@@ -529,22 +697,44 @@ async fn apply_assignment(
                         Val::Value(v) => attrs.cell(v.serialize()),
                     };
                     let current = read_list(env, table, partition, clustering, c).await?;
-                    let Some((path, _)) = usize::try_from(idx).ok().and_then(|i| current.get(i)) else {
-                        return invalid(format!("List index {idx} out of bound, list has size {}", current.len()));
+                    let Some((path, _)) = usize::try_from(idx).ok().and_then(|i| current.get(i))
+                    else {
+                        return invalid(format!(
+                            "List index {idx} out of bound, list has size {}",
+                            current.len()
+                        ));
                     };
-                    out.row(table, partition, clustering).cells.push((CellKey { column: c.id, path: Some(path.clone()) }, cell));
+                    out.row(table, partition, clustering).cells.push((
+                        CellKey {
+                            column: c.id,
+                            path: Some(path.clone()),
+                        },
+                        cell,
+                    ));
                 }
-                _ => return invalid(format!("Invalid operation ({}[?] = ?) for set column {}", c.name, c.name)),
+                _ => {
+                    return invalid(format!(
+                        "Invalid operation ({}[?] = ?) for set column {}",
+                        c.name, c.name
+                    ))
+                }
             }
         }
         Assignment::Append { value, .. } | Assignment::Prepend { value, .. } => {
             let prepend = matches!(a, Assignment::Prepend { .. });
-            let op = if prepend { format!("{0} = ? + {0}", c.name) } else { format!("{0} = {0} + ?", c.name) };
+            let op = if prepend {
+                format!("{0} = ? + {0}", c.name)
+            } else {
+                format!("{0} = {0} + ?", c.name)
+            };
             if !c.ty.is_multi_cell() {
                 return Err(frozen_or_scalar(&op));
             }
             if prepend && !matches!(base(&c.ty), CqlType::List(_)) {
-                return invalid(format!("Invalid operation ({op}) for non list column {}", c.name));
+                return invalid(format!(
+                    "Invalid operation ({op}) for non list column {}",
+                    c.name
+                ));
             }
             match eval(value, &c.ty, &env.eval, &c.name)? {
                 Val::Value(v) => {
@@ -561,34 +751,60 @@ async fn apply_assignment(
             }
             match base(&c.ty) {
                 CqlType::List(_) => {
-                    let Val::Value(CqlValue::List(remove)) = eval(value, &c.ty, &env.eval, &c.name)? else { return Ok(()) };
+                    let Val::Value(CqlValue::List(remove)) =
+                        eval(value, &c.ty, &env.eval, &c.name)?
+                    else {
+                        return Ok(());
+                    };
                     let remove: Vec<Vec<u8>> = remove.iter().map(|v| v.serialize()).collect();
                     let current = read_list(env, table, partition, clustering, c).await?;
                     let row = out.row(table, partition, clustering);
                     for (path, v) in current {
                         if remove.contains(&v) {
-                            row.cells.push((CellKey { column: c.id, path: Some(path) }, attrs.tombstone()));
+                            row.cells.push((
+                                CellKey {
+                                    column: c.id,
+                                    path: Some(path),
+                                },
+                                attrs.tombstone(),
+                            ));
                         }
                     }
                 }
                 CqlType::Set(_) => {
-                    if let Val::Value(CqlValue::Set(items)) = eval(value, &c.ty, &env.eval, &c.name)? {
+                    if let Val::Value(CqlValue::Set(items)) =
+                        eval(value, &c.ty, &env.eval, &c.name)?
+                    {
                         let row = out.row(table, partition, clustering);
                         for item in items {
                             let mut path = Vec::new();
                             types::encode_comparable(&item, false, &mut path);
-                            row.cells.push((CellKey { column: c.id, path: Some(path) }, attrs.tombstone()));
+                            row.cells.push((
+                                CellKey {
+                                    column: c.id,
+                                    path: Some(path),
+                                },
+                                attrs.tombstone(),
+                            ));
                         }
                     }
                 }
                 CqlType::Map(kt, _) => {
                     let keys_ty = CqlType::Set(kt.clone());
-                    if let Val::Value(CqlValue::Set(items)) = eval(value, &keys_ty, &env.eval, &c.name)? {
+                    if let Val::Value(CqlValue::Set(items)) =
+                        eval(value, &keys_ty, &env.eval, &c.name)?
+                    {
                         let row = out.row(table, partition, clustering);
                         for item in items {
                             let mut path = Vec::new();
                             types::encode_comparable(&item, false, &mut path);
-                            row.cells.push((CellKey { column: c.id, path: Some(path) }, attrs.tombstone()));
+                            row.cells.push((
+                                CellKey {
+                                    column: c.id,
+                                    path: Some(path),
+                                },
+                                attrs.tombstone(),
+                            ));
                         }
                     }
                 }
@@ -600,7 +816,12 @@ async fn apply_assignment(
 }
 
 /// DELETE.
-pub(crate) async fn delete(env: &WriteEnv<'_>, table: &TableDef, del: &Delete, out: &mut MutationSet) -> Result<(), ExecError> {
+pub(crate) async fn delete(
+    env: &WriteEnv<'_>,
+    table: &TableDef,
+    del: &Delete,
+    out: &mut MutationSet,
+) -> Result<(), ExecError> {
     check_writable(table)?;
     if del.if_exists || !del.conditions.is_empty() {
         return invalid(LWT_UNSUPPORTED);
@@ -610,14 +831,23 @@ pub(crate) async fn delete(env: &WriteEnv<'_>, table: &TableDef, del: &Delete, o
     for t in &del.columns {
         let c = column(table, &t.column)?;
         if c.kind.is_primary_key() {
-            return invalid(format!("Invalid identifier {} for deletion (should not be a PRIMARY KEY part)", c.name));
+            return invalid(format!(
+                "Invalid identifier {} for deletion (should not be a PRIMARY KEY part)",
+                c.name
+            ));
         }
         targets.push((c, t.element.as_ref()));
     }
     let has_clustering = !table.clustering().is_empty();
-    let only_statics = !targets.is_empty() && targets.iter().all(|(c, _)| c.kind == ColumnKind::Static);
+    let only_statics =
+        !targets.is_empty() && targets.iter().all(|(c, _)| c.kind == ColumnKind::Static);
     let needs_full = !targets.is_empty() && !only_statics && has_clustering;
-    let Targets { partitions, bound, prefix_len, has_slice } = write_targets(table, &del.where_clause, env, needs_full)?;
+    let Targets {
+        partitions,
+        bound,
+        prefix_len,
+        has_slice,
+    } = write_targets(table, &del.where_clause, env, needs_full)?;
     let ck_len = table.clustering().len();
     let full = !has_slice && prefix_len == ck_len;
 
@@ -633,7 +863,11 @@ pub(crate) async fn delete(env: &WriteEnv<'_>, table: &TableDef, del: &Delete, o
             } else {
                 let m = out.entry(table, partition);
                 for (start, end) in bound.ranges.iter().flatten() {
-                    m.range_deletions.push(RangeDeletion { start: start.clone(), end: end.clone(), deletion: attrs.deletion() });
+                    m.range_deletions.push(RangeDeletion {
+                        start: start.clone(),
+                        end: end.clone(),
+                        deletion: attrs.deletion(),
+                    });
                 }
             }
             continue;
@@ -651,33 +885,62 @@ pub(crate) async fn delete(env: &WriteEnv<'_>, table: &TableDef, del: &Delete, o
                         if c.ty.is_multi_cell() {
                             row.collection_deletions.push((c.id, attrs.deletion()));
                         } else {
-                            row.cells.push((CellKey { column: c.id, path: None }, attrs.tombstone()));
+                            row.cells.push((
+                                CellKey {
+                                    column: c.id,
+                                    path: None,
+                                },
+                                attrs.tombstone(),
+                            ));
                         }
                     }
                     Some(key) => {
                         if !c.ty.is_multi_cell() {
-                            return invalid(format!("Invalid deletion operation for non collection or frozen column {}", c.name));
+                            return invalid(format!(
+                                "Invalid deletion operation for non collection or frozen column {}",
+                                c.name
+                            ));
                         }
                         match base(&c.ty) {
                             CqlType::Map(kt, _) => {
-                                let k = eval_value(key, kt, &env.eval, &format!("key({})", c.name))?;
+                                let k =
+                                    eval_value(key, kt, &env.eval, &format!("key({})", c.name))?;
                                 let mut path = Vec::new();
                                 types::encode_comparable(&k, false, &mut path);
-                                out.row(table, partition, &clustering)
-                                    .cells
-                                    .push((CellKey { column: c.id, path: Some(path) }, attrs.tombstone()));
+                                out.row(table, partition, &clustering).cells.push((
+                                    CellKey {
+                                        column: c.id,
+                                        path: Some(path),
+                                    },
+                                    attrs.tombstone(),
+                                ));
                             }
                             CqlType::List(_) => {
                                 let idx = list_index(env, key, c)?;
-                                let current = read_list(env, table, partition, &clustering, c).await?;
-                                let Some((path, _)) = usize::try_from(idx).ok().and_then(|i| current.get(i)) else {
-                                    return invalid(format!("List index {idx} out of bound, list has size {}", current.len()));
+                                let current =
+                                    read_list(env, table, partition, &clustering, c).await?;
+                                let Some((path, _)) =
+                                    usize::try_from(idx).ok().and_then(|i| current.get(i))
+                                else {
+                                    return invalid(format!(
+                                        "List index {idx} out of bound, list has size {}",
+                                        current.len()
+                                    ));
                                 };
-                                out.row(table, partition, &clustering)
-                                    .cells
-                                    .push((CellKey { column: c.id, path: Some(path.clone()) }, attrs.tombstone()));
+                                out.row(table, partition, &clustering).cells.push((
+                                    CellKey {
+                                        column: c.id,
+                                        path: Some(path.clone()),
+                                    },
+                                    attrs.tombstone(),
+                                ));
                             }
-                            _ => return invalid(format!("Invalid deletion operation for set column {}", c.name)),
+                            _ => {
+                                return invalid(format!(
+                                    "Invalid deletion operation for set column {}",
+                                    c.name
+                                ))
+                            }
                         }
                     }
                 }

@@ -89,7 +89,9 @@ pub fn alter_keyspace(
     if is_system_keyspace(&stmt.name) {
         return Err(not_user_modifiable(&stmt.name));
     }
-    let old = schema.keyspace(&stmt.name).ok_or_else(|| keyspace_not_found(&stmt.name))?;
+    let old = schema
+        .keyspace(&stmt.name)
+        .ok_or_else(|| keyspace_not_found(&stmt.name))?;
     let replication = if stmt.replication.is_empty() {
         old.replication.clone()
     } else {
@@ -111,7 +113,9 @@ pub fn drop_keyspace(schema: &Schema, name: &str, if_exists: bool) -> Result<boo
     match schema.keyspace(name) {
         Some(_) => Ok(true),
         None if if_exists => Ok(false),
-        None => Err(SchemaError::Invalid(format!("Cannot drop non existing keyspace '{name}'."))),
+        None => Err(SchemaError::Invalid(format!(
+            "Cannot drop non existing keyspace '{name}'."
+        ))),
     }
 }
 
@@ -180,7 +184,9 @@ fn check_column_type(name: &str, ty: &CqlType, in_primary_key: bool) -> Result<(
     /// Inside a frozen value everything is frozen; only the leaf types matter.
     fn frozen_inner(ty: &CqlType, top: &CqlType) -> Result<(), SchemaError> {
         match ty {
-            CqlType::Counter => invalid(format!("Counters are not allowed inside collections: {top}")),
+            CqlType::Counter => invalid(format!(
+                "Counters are not allowed inside collections: {top}"
+            )),
             CqlType::Custom(c) => invalid(format!("Custom types are not supported ('{c}')")),
             CqlType::List(e) | CqlType::Set(e) => frozen_inner(e, top),
             CqlType::Map(k, v) => {
@@ -200,7 +206,9 @@ fn check_column_type(name: &str, ty: &CqlType, in_primary_key: bool) -> Result<(
             ));
         }
         if *ty == CqlType::Duration {
-            return invalid(format!("duration type is not supported for PRIMARY KEY column '{name}'"));
+            return invalid(format!(
+                "duration type is not supported for PRIMARY KEY column '{name}'"
+            ));
         }
     }
     Ok(())
@@ -227,7 +235,9 @@ pub fn create_table(
         return Err(SchemaError::AlreadyExists {
             keyspace: keyspace.to_string(),
             table: name.clone(),
-            message: format!("Cannot add already existing table \"{name}\" to keyspace \"{keyspace}\""),
+            message: format!(
+                "Cannot add already existing table \"{name}\" to keyspace \"{keyspace}\""
+            ),
         });
     }
     check_name("Table", name)?;
@@ -262,7 +272,9 @@ pub fn create_table(
             ));
         };
         if orders.iter().any(|(m, _): &(String, ast::Order)| m == n) {
-            return invalid(format!("Multiple definition of identifier {n} in CLUSTERING ORDER"));
+            return invalid(format!(
+                "Multiple definition of identifier {n} in CLUSTERING ORDER"
+            ));
         }
         if let Some(prev) = last_pos {
             if pos < prev {
@@ -279,18 +291,31 @@ pub fn create_table(
     let mut columns = Vec::new();
     let mut next_id: u32 = 0;
     for (i, k) in stmt.partition_key.iter().enumerate() {
-        let c = find(k).ok_or_else(|| SchemaError::Invalid(format!("Unknown definition {k} referenced in PRIMARY KEY")))?;
+        let c = find(k).ok_or_else(|| {
+            SchemaError::Invalid(format!("Unknown definition {k} referenced in PRIMARY KEY"))
+        })?;
         if c.is_static {
-            return invalid(format!("Static column {k} cannot be part of the PRIMARY KEY"));
+            return invalid(format!(
+                "Static column {k} cannot be part of the PRIMARY KEY"
+            ));
         }
         check_column_type(k, &c.ty, true)?;
-        columns.push(ColumnDef { id: next_id, name: k.clone(), ty: c.ty.clone(), kind: ColumnKind::PartitionKey(i as u16) });
+        columns.push(ColumnDef {
+            id: next_id,
+            name: k.clone(),
+            ty: c.ty.clone(),
+            kind: ColumnKind::PartitionKey(i as u16),
+        });
         next_id += 1;
     }
     for (i, k) in stmt.clustering_key.iter().enumerate() {
-        let c = find(k).ok_or_else(|| SchemaError::Invalid(format!("Unknown definition {k} referenced in PRIMARY KEY")))?;
+        let c = find(k).ok_or_else(|| {
+            SchemaError::Invalid(format!("Unknown definition {k} referenced in PRIMARY KEY"))
+        })?;
         if c.is_static {
-            return invalid(format!("Static column {k} cannot be part of the PRIMARY KEY"));
+            return invalid(format!(
+                "Static column {k} cannot be part of the PRIMARY KEY"
+            ));
         }
         check_column_type(k, &c.ty, true)?;
         let order = match orders.iter().find(|(n, _)| n == k) {
@@ -315,8 +340,17 @@ pub fn create_table(
                 "Static columns are only useful (and thus allowed) if the table has at least one clustering column",
             );
         }
-        let kind = if c.is_static { ColumnKind::Static } else { ColumnKind::Regular };
-        columns.push(ColumnDef { id: next_id, name: c.name.clone(), ty: c.ty.clone(), kind });
+        let kind = if c.is_static {
+            ColumnKind::Static
+        } else {
+            ColumnKind::Regular
+        };
+        columns.push(ColumnDef {
+            id: next_id,
+            name: c.name.clone(),
+            ty: c.ty.clone(),
+            kind,
+        });
         next_id += 1;
     }
 
@@ -360,8 +394,17 @@ pub fn alter_table(
                         "Static columns are only useful (and thus allowed) if the table has at least one clustering column",
                     );
                 }
-                let kind = if c.is_static { ColumnKind::Static } else { ColumnKind::Regular };
-                t.columns.push(ColumnDef { id: t.next_column_id, name: c.name.clone(), ty: c.ty.clone(), kind });
+                let kind = if c.is_static {
+                    ColumnKind::Static
+                } else {
+                    ColumnKind::Regular
+                };
+                t.columns.push(ColumnDef {
+                    id: t.next_column_id,
+                    name: c.name.clone(),
+                    ty: c.ty.clone(),
+                    kind,
+                });
                 t.next_column_id += 1;
             }
         }
@@ -402,13 +445,19 @@ fn literal_text(v: &OptionValue) -> Option<String> {
 fn opt_int(name: &str, v: &OptionValue) -> Result<i64, SchemaError> {
     literal_text(v)
         .and_then(|s| s.trim().parse::<i64>().ok())
-        .ok_or_else(|| SchemaError::Invalid(format!("Invalid value for property '{name}': expected an integer")))
+        .ok_or_else(|| {
+            SchemaError::Invalid(format!(
+                "Invalid value for property '{name}': expected an integer"
+            ))
+        })
 }
 
 fn opt_i32(name: &str, v: &OptionValue, min: i64, max: i64) -> Result<i32, SchemaError> {
     let n = opt_int(name, v)?;
     if n < min || n > max {
-        return invalid(format!("Invalid value {n} for property '{name}': must be between {min} and {max}"));
+        return invalid(format!(
+            "Invalid value {n} for property '{name}': must be between {min} and {max}"
+        ));
     }
     Ok(n as i32)
 }
@@ -417,18 +466,28 @@ fn opt_f64(name: &str, v: &OptionValue) -> Result<f64, SchemaError> {
     literal_text(v)
         .and_then(|s| s.trim().parse::<f64>().ok())
         .filter(|f| f.is_finite())
-        .ok_or_else(|| SchemaError::Invalid(format!("Invalid value for property '{name}': expected a number")))
+        .ok_or_else(|| {
+            SchemaError::Invalid(format!(
+                "Invalid value for property '{name}': expected a number"
+            ))
+        })
 }
 
 fn opt_string(name: &str, v: &OptionValue) -> Result<String, SchemaError> {
-    literal_text(v).ok_or_else(|| SchemaError::Invalid(format!("Invalid value for property '{name}': expected a string")))
+    literal_text(v).ok_or_else(|| {
+        SchemaError::Invalid(format!(
+            "Invalid value for property '{name}': expected a string"
+        ))
+    })
 }
 
 fn opt_bool(name: &str, v: &OptionValue) -> Result<bool, SchemaError> {
     match literal_text(v).map(|s| s.to_ascii_lowercase()) {
         Some(s) if s == "true" => Ok(true),
         Some(s) if s == "false" => Ok(false),
-        _ => invalid(format!("Invalid value for property '{name}': expected a boolean")),
+        _ => invalid(format!(
+            "Invalid value for property '{name}': expected a boolean"
+        )),
     }
 }
 
@@ -440,7 +499,9 @@ fn opt_map(name: &str, v: &OptionValue) -> Result<Vec<(String, String)>, SchemaE
             m.dedup_by(|a, b| a.0 == b.0);
             Ok(m)
         }
-        _ => invalid(format!("Invalid value for property '{name}': expected a map")),
+        _ => invalid(format!(
+            "Invalid value for property '{name}': expected a map"
+        )),
     }
 }
 
@@ -464,7 +525,9 @@ pub fn apply_options(
             "default_time_to_live" => {
                 options.default_time_to_live = opt_i32(&name, value, 0, MAX_TTL_SECONDS)?
             }
-            "gc_grace_seconds" => options.gc_grace_seconds = opt_i32(&name, value, 0, i32::MAX as i64)?,
+            "gc_grace_seconds" => {
+                options.gc_grace_seconds = opt_i32(&name, value, 0, i32::MAX as i64)?
+            }
             "bloom_filter_fp_chance" => {
                 let f = opt_f64(&name, value)?;
                 if f <= 0.0 || f > 1.0 {
@@ -510,23 +573,33 @@ pub fn apply_options(
                 options.compression = m;
             }
             "speculative_retry" => options.speculative_retry = opt_string(&name, value)?,
-            "additional_write_policy" => options.additional_write_policy = opt_string(&name, value)?,
+            "additional_write_policy" => {
+                options.additional_write_policy = opt_string(&name, value)?
+            }
             "memtable_flush_period_in_ms" => {
                 options.memtable_flush_period_in_ms = opt_i32(&name, value, 0, i32::MAX as i64)?
             }
-            "min_index_interval" => options.min_index_interval = opt_i32(&name, value, 1, i32::MAX as i64)?,
-            "max_index_interval" => options.max_index_interval = opt_i32(&name, value, 1, i32::MAX as i64)?,
+            "min_index_interval" => {
+                options.min_index_interval = opt_i32(&name, value, 1, i32::MAX as i64)?
+            }
+            "max_index_interval" => {
+                options.max_index_interval = opt_i32(&name, value, 1, i32::MAX as i64)?
+            }
             "read_repair" => {
                 let s = opt_string(&name, value)?.to_ascii_uppercase();
                 if s != "BLOCKING" && s != "NONE" {
-                    return invalid(format!("Invalid value '{s}' for property 'read_repair': expected BLOCKING or NONE"));
+                    return invalid(format!(
+                        "Invalid value '{s}' for property 'read_repair': expected BLOCKING or NONE"
+                    ));
                 }
                 options.read_repair = s;
             }
             "cdc" => options.cdc = opt_bool(&name, value)?,
             "extensions" => {
-                options.extensions =
-                    opt_map(&name, value)?.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
+                options.extensions = opt_map(&name, value)?
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect()
             }
             // Accepted for compatibility with schemas dumped by other Cassandra versions; they
             // have no effect here.

@@ -18,7 +18,9 @@ pub struct Digest128 {
 
 impl Default for Digest128 {
     fn default() -> Self {
-        Digest128 { state: OFFSET_BASIS }
+        Digest128 {
+            state: OFFSET_BASIS,
+        }
     }
 }
 
@@ -72,7 +74,10 @@ mod tests {
     fn known_vectors() {
         // FNV-1a 128 of the empty string is the offset basis; of "a" a published test vector.
         assert_eq!(u128::from_be_bytes(digest128(b"")), OFFSET_BASIS);
-        assert_eq!(u128::from_be_bytes(digest128(b"a")), 0xd228cb696f1a8caf78912b704e4a8964);
+        assert_eq!(
+            u128::from_be_bytes(digest128(b"a")),
+            0xd228cb696f1a8caf78912b704e4a8964
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ pub enum SchemaError {
     Invalid(String),
     /// The keyspace or table already exists. `table` is empty for a keyspace.
     #[error("{message}")]
-    AlreadyExists { keyspace: String, table: String, message: String },
+    AlreadyExists {
+        keyspace: String,
+        table: String,
+        message: String,
+    },
     /// The object is not user-modifiable (system keyspaces).
     #[error("{0}")]
     Unauthorized(String),
@@ -108,7 +112,10 @@ pub enum ColumnKind {
 impl ColumnKind {
     /// True for partition key and clustering columns.
     pub fn is_primary_key(&self) -> bool {
-        matches!(self, ColumnKind::PartitionKey(_) | ColumnKind::Clustering(..))
+        matches!(
+            self,
+            ColumnKind::PartitionKey(_) | ColumnKind::Clustering(..)
+        )
     }
 
     /// The name `system_schema.columns.kind` uses.
@@ -204,7 +211,10 @@ impl Default for TableOptions {
             ],
             compression: vec![
                 ("chunk_length_in_kb".into(), "16".into()),
-                ("class".into(), "org.apache.cassandra.io.compress.LZ4Compressor".into()),
+                (
+                    "class".into(),
+                    "org.apache.cassandra.io.compress.LZ4Compressor".into(),
+                ),
             ],
             crc_check_chance: 1.0,
             speculative_retry: "99p".into(),
@@ -251,8 +261,11 @@ impl TableDef {
 
     /// Partition key columns in key order.
     pub fn partition_key(&self) -> Vec<&ColumnDef> {
-        let mut v: Vec<&ColumnDef> =
-            self.columns.iter().filter(|c| matches!(c.kind, ColumnKind::PartitionKey(_))).collect();
+        let mut v: Vec<&ColumnDef> = self
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::PartitionKey(_)))
+            .collect();
         v.sort_by_key(|c| match c.kind {
             ColumnKind::PartitionKey(p) => p,
             _ => 0,
@@ -262,8 +275,11 @@ impl TableDef {
 
     /// Clustering columns in clustering order.
     pub fn clustering(&self) -> Vec<&ColumnDef> {
-        let mut v: Vec<&ColumnDef> =
-            self.columns.iter().filter(|c| matches!(c.kind, ColumnKind::Clustering(..))).collect();
+        let mut v: Vec<&ColumnDef> = self
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::Clustering(..)))
+            .collect();
         v.sort_by_key(|c| match c.kind {
             ColumnKind::Clustering(p, _) => p,
             _ => 0,
@@ -281,11 +297,17 @@ impl TableDef {
     pub fn select_star_order(&self) -> Vec<&ColumnDef> {
         let mut out = self.partition_key();
         out.extend(self.clustering());
-        let mut statics: Vec<&ColumnDef> =
-            self.columns.iter().filter(|c| c.kind == ColumnKind::Static).collect();
+        let mut statics: Vec<&ColumnDef> = self
+            .columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Static)
+            .collect();
         statics.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut regulars: Vec<&ColumnDef> =
-            self.columns.iter().filter(|c| c.kind == ColumnKind::Regular).collect();
+        let mut regulars: Vec<&ColumnDef> = self
+            .columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Regular)
+            .collect();
         regulars.sort_by(|a, b| a.name.cmp(&b.name));
         out.extend(statics);
         out.extend(regulars);
@@ -294,8 +316,13 @@ impl TableDef {
 }
 
 /// Keyspaces whose schema users may not change.
-pub const SYSTEM_KEYSPACES: [&str; 5] =
-    ["system", "system_schema", "system_auth", "system_distributed", "system_traces"];
+pub const SYSTEM_KEYSPACES: [&str; 5] = [
+    "system",
+    "system_schema",
+    "system_auth",
+    "system_distributed",
+    "system_traces",
+];
 
 /// True for a built-in system keyspace.
 pub fn is_system_keyspace(name: &str) -> bool {
@@ -335,10 +362,17 @@ impl Schema {
             if is_system_keyspace(&t.keyspace) || !ks_map.contains_key(&t.keyspace) {
                 continue;
             }
-            tables_map.entry(t.keyspace.clone()).or_default().insert(t.name.clone(), Arc::new(t));
+            tables_map
+                .entry(t.keyspace.clone())
+                .or_default()
+                .insert(t.name.clone(), Arc::new(t));
         }
         let version = compute_version(&ks_map, &tables_map);
-        Schema { keyspaces: ks_map, tables: tables_map, version }
+        Schema {
+            keyspaces: ks_map,
+            tables: tables_map,
+            version,
+        }
     }
 
     /// The schema version: equal for equal user schemas, never nil.
@@ -363,12 +397,17 @@ impl Schema {
 
     /// The tables of a keyspace, by name.
     pub fn tables(&self, keyspace: &str) -> impl Iterator<Item = &Arc<TableDef>> {
-        self.tables.get(keyspace).into_iter().flat_map(|t| t.values())
+        self.tables
+            .get(keyspace)
+            .into_iter()
+            .flat_map(|t| t.values())
     }
 
     /// User (non-system) keyspace definitions.
     pub fn user_keyspaces(&self) -> impl Iterator<Item = &Arc<KeyspaceDef>> {
-        self.keyspaces.values().filter(|k| !is_system_keyspace(&k.name))
+        self.keyspaces
+            .values()
+            .filter(|k| !is_system_keyspace(&k.name))
     }
 
     /// A copy with one keyspace added or replaced.

@@ -28,7 +28,9 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, S
         Some((&FORMAT_VERSION, rest)) => bincode::serde::decode_from_slice(rest, config())
             .map(|(v, _)| v)
             .map_err(|e| SchemaError::Corrupt(format!("{what}: {e}"))),
-        Some((v, _)) => Err(SchemaError::Corrupt(format!("{what}: unknown format version {v}"))),
+        Some((v, _)) => Err(SchemaError::Corrupt(format!(
+            "{what}: unknown format version {v}"
+        ))),
         None => Err(SchemaError::Corrupt(format!("{what}: empty value"))),
     }
 }
@@ -168,7 +170,12 @@ mod tests {
             keyspace: "ks".into(),
             name: "t".into(),
             columns: vec![
-                ColumnDef { id: 0, name: "k".into(), ty: CqlType::Int, kind: ColumnKind::PartitionKey(0) },
+                ColumnDef {
+                    id: 0,
+                    name: "k".into(),
+                    ty: CqlType::Int,
+                    kind: ColumnKind::PartitionKey(0),
+                },
                 ColumnDef {
                     id: 1,
                     name: "c".into(),

@@ -24,9 +24,11 @@ pub fn normalize(
     options: &[(String, String)],
     known_dcs: &[String],
 ) -> Result<Vec<(String, String)>, SchemaError> {
-    let replication =
-        Replication::from_options(options.iter().map(|(k, v)| (k.as_str(), v.as_str())), known_dcs)
-            .map_err(|e| SchemaError::Invalid(e.to_string()))?;
+    let replication = Replication::from_options(
+        options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        known_dcs,
+    )
+    .map_err(|e| SchemaError::Invalid(e.to_string()))?;
     let map = replication.to_options();
     let mut out = Vec::with_capacity(map.len());
     if let Some(class) = map.get("class") {
@@ -41,43 +43,73 @@ mod tests {
     use super::*;
 
     fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn simple_strategy() {
-        let n = normalize(&opts(&[("class", "SimpleStrategy"), ("replication_factor", "3")]), &[])
-            .unwrap();
-        assert_eq!(n, opts(&[("class", SIMPLE_STRATEGY), ("replication_factor", "3")]));
+        let n = normalize(
+            &opts(&[("class", "SimpleStrategy"), ("replication_factor", "3")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            n,
+            opts(&[("class", SIMPLE_STRATEGY), ("replication_factor", "3")])
+        );
         assert!(normalize(&opts(&[("class", "SimpleStrategy")]), &[]).is_err());
-        assert!(normalize(&opts(&[("class", "SimpleStrategy"), ("replication_factor", "x")]), &[])
-            .is_err());
+        assert!(normalize(
+            &opts(&[("class", "SimpleStrategy"), ("replication_factor", "x")]),
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
     fn network_topology_strategy() {
         let n = normalize(
             &opts(&[
-                ("class", "org.apache.cassandra.locator.NetworkTopologyStrategy"),
+                (
+                    "class",
+                    "org.apache.cassandra.locator.NetworkTopologyStrategy",
+                ),
                 ("dc2", "1"),
                 ("aa", "3"),
             ]),
             &[],
         )
         .unwrap();
-        assert_eq!(n, opts(&[("class", NETWORK_TOPOLOGY_STRATEGY), ("aa", "3"), ("dc2", "1")]));
+        assert_eq!(
+            n,
+            opts(&[
+                ("class", NETWORK_TOPOLOGY_STRATEGY),
+                ("aa", "3"),
+                ("dc2", "1")
+            ])
+        );
         let n = normalize(
-            &opts(&[("class", "NetworkTopologyStrategy"), ("replication_factor", "2")]),
+            &opts(&[
+                ("class", "NetworkTopologyStrategy"),
+                ("replication_factor", "2"),
+            ]),
             &["dc1".to_string()],
         )
         .unwrap();
-        assert_eq!(n, opts(&[("class", NETWORK_TOPOLOGY_STRATEGY), ("dc1", "2")]));
+        assert_eq!(
+            n,
+            opts(&[("class", NETWORK_TOPOLOGY_STRATEGY), ("dc1", "2")])
+        );
     }
 
     #[test]
     fn unknown_class() {
         let e = normalize(&opts(&[("class", "Foo")]), &[]).unwrap_err();
-        assert!(e.to_string().contains("Unable to find replication strategy class"));
+        assert!(e
+            .to_string()
+            .contains("Unable to find replication strategy class"));
         assert!(normalize(&[], &[]).is_err());
     }
 }

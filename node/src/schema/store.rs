@@ -35,7 +35,7 @@ pub enum SchemaEdit {
     /// Remove a keyspace and all its tables.
     DropKeyspace(String),
     /// Create or replace a table.
-    PutTable(TableDef),
+    PutTable(Box<TableDef>),
     /// Remove a table.
     DropTable { keyspace: String, name: String },
 }
@@ -50,7 +50,9 @@ pub struct SchemaStore {
 
 impl std::fmt::Debug for SchemaStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaStore").field("version", &self.current().version()).finish()
+        f.debug_struct("SchemaStore")
+            .field("version", &self.current().version())
+            .finish()
     }
 }
 
@@ -68,7 +70,11 @@ impl SchemaStore {
         }
         let schema = Arc::new(Schema::new(keyspaces, tables));
         let (current, _) = watch::channel(schema);
-        Ok(Arc::new(SchemaStore { engine, current, change_lock: Mutex::new(()) }))
+        Ok(Arc::new(SchemaStore {
+            engine,
+            current,
+            change_lock: Mutex::new(()),
+        }))
     }
 
     /// The current snapshot.
@@ -106,7 +112,8 @@ impl SchemaStore {
     fn persist(&self, schema: &Schema, edit: SchemaEdit) -> Result<Schema, SchemaError> {
         Ok(match edit {
             SchemaEdit::PutKeyspace(ks) => {
-                self.engine.meta_put(&keyspace_key(&ks.name), &persist::encode_keyspace(&ks))?;
+                self.engine
+                    .meta_put(&keyspace_key(&ks.name), &persist::encode_keyspace(&ks))?;
                 schema.with_keyspace(ks)
             }
             SchemaEdit::DropKeyspace(name) => {
@@ -119,8 +126,9 @@ impl SchemaStore {
                 schema.without_keyspace(&name)
             }
             SchemaEdit::PutTable(t) => {
-                self.engine.meta_put(&table_key(&t.keyspace, &t.name), &persist::encode_table(&t))?;
-                schema.with_table(t)
+                self.engine
+                    .meta_put(&table_key(&t.keyspace, &t.name), &persist::encode_table(&t))?;
+                schema.with_table(*t)
             }
             SchemaEdit::DropTable { keyspace, name } => {
                 self.engine.meta_delete(&table_key(&keyspace, &name))?;

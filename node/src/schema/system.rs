@@ -9,16 +9,17 @@
 
 use ringdb_cql::types::CqlType;
 
-use super::{
-    digest, ClusteringOrder, ColumnDef, ColumnKind, KeyspaceDef, TableDef, TableOptions,
-};
+use super::{digest, ClusteringOrder, ColumnDef, ColumnKind, KeyspaceDef, TableDef, TableOptions};
 
 fn frozen(t: CqlType) -> CqlType {
     CqlType::Frozen(Box::new(t))
 }
 
 fn map_text_text() -> CqlType {
-    frozen(CqlType::Map(Box::new(CqlType::Text), Box::new(CqlType::Text)))
+    frozen(CqlType::Map(
+        Box::new(CqlType::Text),
+        Box::new(CqlType::Text),
+    ))
 }
 
 fn list_text() -> CqlType {
@@ -38,7 +39,12 @@ fn table(
     let mut columns = Vec::new();
     let mut id = 0u32;
     for (i, (n, t)) in pk.iter().enumerate() {
-        columns.push(ColumnDef { id, name: n.to_string(), ty: t.clone(), kind: ColumnKind::PartitionKey(i as u16) });
+        columns.push(ColumnDef {
+            id,
+            name: n.to_string(),
+            ty: t.clone(),
+            kind: ColumnKind::PartitionKey(i as u16),
+        });
         id += 1;
     }
     for (i, (n, t)) in ck.iter().enumerate() {
@@ -51,7 +57,12 @@ fn table(
         id += 1;
     }
     for (n, t) in regular {
-        columns.push(ColumnDef { id, name: n.to_string(), ty: t.clone(), kind: ColumnKind::Regular });
+        columns.push(ColumnDef {
+            id,
+            name: n.to_string(),
+            ty: t.clone(),
+            kind: ColumnKind::Regular,
+        });
         id += 1;
     }
     TableDef {
@@ -60,7 +71,11 @@ fn table(
         name: name.to_string(),
         columns,
         next_column_id: id,
-        options: TableOptions { comment: comment.to_string(), gc_grace_seconds: 0, ..TableOptions::default() },
+        options: TableOptions {
+            comment: comment.to_string(),
+            gc_grace_seconds: 0,
+            ..TableOptions::default()
+        },
         dropped_columns: Vec::new(),
         timestamp: 0,
         is_virtual: true,
@@ -68,7 +83,12 @@ fn table(
 }
 
 fn keyspace(name: &str, replication: Vec<(String, String)>, durable_writes: bool) -> KeyspaceDef {
-    KeyspaceDef { name: name.to_string(), replication, durable_writes, timestamp: 0 }
+    KeyspaceDef {
+        name: name.to_string(),
+        replication,
+        durable_writes,
+        timestamp: 0,
+    }
 }
 
 fn local_strategy() -> Vec<(String, String)> {
@@ -200,9 +220,19 @@ fn system_schema_tables() -> Vec<TableDef> {
             "keyspace definitions",
             &[("keyspace_name", Text)],
             &[],
-            &[("durable_writes", Boolean), ("replication", map_text_text())],
+            &[
+                ("durable_writes", Boolean),
+                ("replication", map_text_text()),
+            ],
         ),
-        table(ks, "tables", "table definitions", &[("keyspace_name", Text)], &[("table_name", Text)], &tables_regular),
+        table(
+            ks,
+            "tables",
+            "table definitions",
+            &[("keyspace_name", Text)],
+            &[("table_name", Text)],
+            &tables_regular,
+        ),
         table(
             ks,
             "columns",
@@ -233,7 +263,14 @@ fn system_schema_tables() -> Vec<TableDef> {
             &[("table_name", Text), ("trigger_name", Text)],
             &[("options", map_text_text())],
         ),
-        table(ks, "views", "view definitions", &[("keyspace_name", Text)], &[("view_name", Text)], &views_regular),
+        table(
+            ks,
+            "views",
+            "view definitions",
+            &[("keyspace_name", Text)],
+            &[("view_name", Text)],
+            &views_regular,
+        ),
         table(
             ks,
             "types",
@@ -298,7 +335,14 @@ fn system_auth_tables() -> Vec<TableDef> {
                 ("salted_hash", Text),
             ],
         ),
-        table(ks, "role_members", "role memberships lookup table", &[("role", Text)], &[("member", Text)], &[]),
+        table(
+            ks,
+            "role_members",
+            "role memberships lookup table",
+            &[("role", Text)],
+            &[("member", Text)],
+            &[],
+        ),
         table(
             ks,
             "role_permissions",
@@ -420,9 +464,21 @@ fn system_traces_tables() -> Vec<TableDef> {
 pub fn definitions() -> Vec<(KeyspaceDef, Vec<TableDef>)> {
     vec![
         (keyspace("system", local_strategy(), true), system_tables()),
-        (keyspace("system_schema", local_strategy(), true), system_schema_tables()),
-        (keyspace("system_auth", simple(1), true), system_auth_tables()),
-        (keyspace("system_distributed", simple(3), true), system_distributed_tables()),
-        (keyspace("system_traces", simple(2), true), system_traces_tables()),
+        (
+            keyspace("system_schema", local_strategy(), true),
+            system_schema_tables(),
+        ),
+        (
+            keyspace("system_auth", simple(1), true),
+            system_auth_tables(),
+        ),
+        (
+            keyspace("system_distributed", simple(3), true),
+            system_distributed_tables(),
+        ),
+        (
+            keyspace("system_traces", simple(2), true),
+            system_traces_tables(),
+        ),
     ]
 }

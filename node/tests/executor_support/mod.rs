@@ -9,7 +9,7 @@ use ringdb_cql::types::CqlValue;
 use ringdb_node::clock::{HybridClock, ManualClock};
 use ringdb_node::commitlog::{CommitSync, SyncMode};
 use ringdb_node::executor::{
-    ColumnSpec, ExecError, Executor, LocalNodeInfo, QueryOptions, QueryResult, Session, BoundValue,
+    BoundValue, ColumnSpec, ExecError, Executor, LocalNodeInfo, QueryOptions, QueryResult, Session,
 };
 use ringdb_node::schema::SchemaStore;
 use ringdb_node::storage::{Engine, MemoryEngine};
@@ -52,7 +52,13 @@ impl Db {
         let commit = CommitSync::start(SyncMode::Batch, engine.clone(), rx);
         let schema = SchemaStore::open(engine.clone()).expect("open schema");
         let exec = Executor::with_clock(engine.clone(), commit, schema, node_info(), clock);
-        Db { exec, session: Session::default(), wall, engine, _shutdown: shutdown }
+        Db {
+            exec,
+            session: Session::default(),
+            wall,
+            engine,
+            _shutdown: shutdown,
+        }
     }
 
     /// A Db with keyspace `ks` created and in use.
@@ -64,10 +70,16 @@ impl Db {
     }
 
     pub async fn try_q(&mut self, text: &str) -> Result<QueryResult, ExecError> {
-        self.exec.query(&mut self.session, text, &QueryOptions::default()).await
+        self.exec
+            .query(&mut self.session, text, &QueryOptions::default())
+            .await
     }
 
-    pub async fn try_opts(&mut self, text: &str, opts: &QueryOptions) -> Result<QueryResult, ExecError> {
+    pub async fn try_opts(
+        &mut self,
+        text: &str,
+        opts: &QueryOptions,
+    ) -> Result<QueryResult, ExecError> {
         self.exec.query(&mut self.session, text, opts).await
     }
 
@@ -123,8 +135,9 @@ pub fn decode(r: &QueryResult) -> Vec<Vec<Option<CqlValue>>> {
                     .zip(columns)
                     .map(|(cell, spec)| {
                         cell.as_ref().map(|b| {
-                            CqlValue::deserialize(&spec.ty, b)
-                                .unwrap_or_else(|e| panic!("column {} of type {}: {e}", spec.name, spec.ty))
+                            CqlValue::deserialize(&spec.ty, b).unwrap_or_else(|e| {
+                                panic!("column {} of type {}: {e}", spec.name, spec.ty)
+                            })
                         })
                     })
                     .collect()
@@ -137,7 +150,11 @@ pub fn decode(r: &QueryResult) -> Vec<Vec<Option<CqlValue>>> {
 pub fn render(r: &QueryResult) -> Vec<Vec<String>> {
     decode(r)
         .into_iter()
-        .map(|row| row.into_iter().map(|v| v.map_or("null".to_string(), |v| v.render())).collect())
+        .map(|row| {
+            row.into_iter()
+                .map(|v| v.map_or("null".to_string(), |v| v.render()))
+                .collect()
+        })
         .collect()
 }
 
@@ -161,15 +178,24 @@ pub fn text(v: &str) -> BoundValue {
 }
 
 pub fn opts(values: Vec<BoundValue>) -> QueryOptions {
-    QueryOptions { values, ..QueryOptions::default() }
+    QueryOptions {
+        values,
+        ..QueryOptions::default()
+    }
 }
 
 pub fn assert_msg(e: &ExecError, needle: &str) {
     let s = e.to_string();
-    assert!(s.to_lowercase().contains(&needle.to_lowercase()), "error {e:?} does not mention {needle:?}");
+    assert!(
+        s.to_lowercase().contains(&needle.to_lowercase()),
+        "error {e:?} does not mention {needle:?}"
+    );
 }
 
 pub fn assert_invalid(e: &ExecError, needle: &str) {
-    assert!(matches!(e, ExecError::Invalid(_)), "expected Invalid, got {e:?}");
+    assert!(
+        matches!(e, ExecError::Invalid(_)),
+        "expected Invalid, got {e:?}"
+    );
     assert_msg(e, needle);
 }
