@@ -1,6 +1,6 @@
 //! The persisted form of definitions: a format version byte, then bincode 2 (serde) of the
 //! definition. `CqlType` lives in the codec crate without serde support, so it is persisted
-//! through a mirror enum here ([`cql_type`]).
+//! as its CQL text ([`cql_type`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -51,109 +51,21 @@ pub(crate) fn decode_table(bytes: &[u8]) -> Result<TableDef, SchemaError> {
     decode(bytes, "table")
 }
 
-/// serde `with` module for `CqlType`.
+/// serde `with` module for `CqlType`: a type is stored as its CQL text (`frozen<map<text, int>>`),
+/// which is readable, stable across changes to the Rust enum, and parsed back by the one CQL
+/// type parser.
 pub(crate) mod cql_type {
     use ringdb_cql::types::CqlType;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    #[derive(Serialize, Deserialize)]
-    enum T {
-        Ascii,
-        Text,
-        Boolean,
-        TinyInt,
-        SmallInt,
-        Int,
-        BigInt,
-        Varint,
-        Float,
-        Double,
-        Decimal,
-        Uuid,
-        Timeuuid,
-        Timestamp,
-        Date,
-        Time,
-        Blob,
-        Inet,
-        Counter,
-        Duration,
-        List(Box<T>),
-        Set(Box<T>),
-        Map(Box<T>, Box<T>),
-        Tuple(Vec<T>),
-        Frozen(Box<T>),
-        Custom(String),
-    }
-
-    fn to_mirror(t: &CqlType) -> T {
-        match t {
-            CqlType::Ascii => T::Ascii,
-            CqlType::Text => T::Text,
-            CqlType::Boolean => T::Boolean,
-            CqlType::TinyInt => T::TinyInt,
-            CqlType::SmallInt => T::SmallInt,
-            CqlType::Int => T::Int,
-            CqlType::BigInt => T::BigInt,
-            CqlType::Varint => T::Varint,
-            CqlType::Float => T::Float,
-            CqlType::Double => T::Double,
-            CqlType::Decimal => T::Decimal,
-            CqlType::Uuid => T::Uuid,
-            CqlType::Timeuuid => T::Timeuuid,
-            CqlType::Timestamp => T::Timestamp,
-            CqlType::Date => T::Date,
-            CqlType::Time => T::Time,
-            CqlType::Blob => T::Blob,
-            CqlType::Inet => T::Inet,
-            CqlType::Counter => T::Counter,
-            CqlType::Duration => T::Duration,
-            CqlType::List(e) => T::List(Box::new(to_mirror(e))),
-            CqlType::Set(e) => T::Set(Box::new(to_mirror(e))),
-            CqlType::Map(k, v) => T::Map(Box::new(to_mirror(k)), Box::new(to_mirror(v))),
-            CqlType::Tuple(ts) => T::Tuple(ts.iter().map(to_mirror).collect()),
-            CqlType::Frozen(e) => T::Frozen(Box::new(to_mirror(e))),
-            CqlType::Custom(s) => T::Custom(s.clone()),
-        }
-    }
-
-    fn from_mirror(t: T) -> CqlType {
-        match t {
-            T::Ascii => CqlType::Ascii,
-            T::Text => CqlType::Text,
-            T::Boolean => CqlType::Boolean,
-            T::TinyInt => CqlType::TinyInt,
-            T::SmallInt => CqlType::SmallInt,
-            T::Int => CqlType::Int,
-            T::BigInt => CqlType::BigInt,
-            T::Varint => CqlType::Varint,
-            T::Float => CqlType::Float,
-            T::Double => CqlType::Double,
-            T::Decimal => CqlType::Decimal,
-            T::Uuid => CqlType::Uuid,
-            T::Timeuuid => CqlType::Timeuuid,
-            T::Timestamp => CqlType::Timestamp,
-            T::Date => CqlType::Date,
-            T::Time => CqlType::Time,
-            T::Blob => CqlType::Blob,
-            T::Inet => CqlType::Inet,
-            T::Counter => CqlType::Counter,
-            T::Duration => CqlType::Duration,
-            T::List(e) => CqlType::List(Box::new(from_mirror(*e))),
-            T::Set(e) => CqlType::Set(Box::new(from_mirror(*e))),
-            T::Map(k, v) => CqlType::Map(Box::new(from_mirror(*k)), Box::new(from_mirror(*v))),
-            T::Tuple(ts) => CqlType::Tuple(ts.into_iter().map(from_mirror).collect()),
-            T::Frozen(e) => CqlType::Frozen(Box::new(from_mirror(*e))),
-            T::Custom(s) => CqlType::Custom(s),
-        }
-    }
-
     pub fn serialize<S: Serializer>(t: &CqlType, s: S) -> Result<S::Ok, S::Error> {
-        to_mirror(t).serialize(s)
+        t.to_string().serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CqlType, D::Error> {
-        T::deserialize(d).map(from_mirror)
+        let text = String::deserialize(d)?;
+        ringdb_cql::parser::parse_type(&text)
+            .map_err(|e| serde::de::Error::custom(format!("stored type `{text}`: {e}")))
     }
 }
 
