@@ -178,7 +178,7 @@ async fn execute_with_positional_and_named_values() {
             .iter()
             .map(|v| v.name.as_str())
             .collect::<Vec<_>>(),
-        ["k", "c", "[limit]"]
+        ["key", "lo", "n"]
     );
     let o = QueryOptions {
         values: vec![int(2), int(1), int(3)],
@@ -478,4 +478,23 @@ mod fuzz {
             });
         }
     }
+}
+
+#[tokio::test]
+async fn named_markers_name_their_variables() {
+    // Drivers bind a dict of named values by the variable names of the PREPARED result, so a
+    // `:key` marker must be called `key`, not after the column it binds.
+    let mut db = Db::with_keyspace().await;
+    db.q("CREATE TABLE t (k int PRIMARY KEY, v text)").await;
+    let p = db
+        .exec
+        .prepare(&db.session, "SELECT v FROM t WHERE k = :key")
+        .unwrap();
+    assert_eq!(names_types(&p), nt(&[("key", "int")]));
+    assert_eq!(p.pk_indices, vec![0]);
+    let p = db
+        .exec
+        .prepare(&db.session, "UPDATE t SET v = :val WHERE k = :k")
+        .unwrap();
+    assert_eq!(names_types(&p), nt(&[("val", "text"), ("k", "int")]));
 }

@@ -117,7 +117,9 @@ impl<'a> SpecCollector<'a> {
     fn term(&mut self, term: &Term, name: &str, ty: &CqlType) {
         match term {
             Term::Bind(m) => {
-                let spec = self.spec(name, ty);
+                // Cassandra names a `:name` marker's variable after the marker, not the column:
+                // drivers bind named values by these names.
+                let spec = self.spec(m.name.as_deref().unwrap_or(name), ty);
                 if let Some(slot) = self.specs.get_mut(m.index) {
                     *slot = Some(spec);
                 }
