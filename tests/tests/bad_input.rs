@@ -423,14 +423,27 @@ fn statements_of_megabytes_are_answered_or_refused_cleanly() {
             q
         }),
         ("2 MiB of garbage tokens", "@#! ".repeat(MIB2 / 4)),
-        ("1 MiB of nested list brackets", {
+        // Under the 1 MiB statement limit, so these reach the parser: deep nesting must not
+        // overflow its stack.
+        ("500 Ki nested list brackets", {
             let mut q = String::from("SELECT * FROM system.local WHERE key = ");
-            q.push_str(&"[".repeat(1 << 20));
+            q.push_str(&"[".repeat(500 << 10));
             q
         }),
-        ("1 MiB of nested parentheses", {
+        ("100 Ki nested function calls", {
             let mut q = String::from("SELECT * FROM system.local WHERE token(key) = ");
-            q.push_str(&"token(".repeat(1 << 18));
+            q.push_str(&"token(".repeat(100 << 10));
+            q
+        }),
+        ("100 Ki nested map literals", {
+            let mut q = String::from("INSERT INTO system.local (key) VALUES (");
+            q.push_str(&"{1: ".repeat(100 << 10));
+            q
+        }),
+        ("a statement just under the limit", {
+            let mut q = String::from("SELECT * FROM system.local WHERE key = '");
+            q.push_str(&"x".repeat((1 << 20) - 100));
+            q.push('\'');
             q
         }),
     ];
