@@ -187,7 +187,9 @@ impl Connection {
             mpsc::channel::<Vec<u8>>(self.limits.max_requests_per_connection + 16);
         let writer_task = tokio::spawn(write_loop(writer, out_rx));
         let in_flight = Arc::new(Semaphore::new(self.limits.max_requests_per_connection));
-        let mut events_rx: Option<broadcast::Receiver<Event>> = None;
+        // Subscribed from the start: a REGISTER is processed by a request task, and events sent
+        // before the reader could subscribe would be lost. Unregistered connections skip them.
+        let mut events_rx: Option<broadcast::Receiver<Event>> = Some(self.events.subscribe());
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let this = Arc::new(self);
 
@@ -203,9 +205,6 @@ impl Connection {
                             },
                             _ = shutdown.changed() => break 'conn,
                         };
-                        if events_rx.is_none() && !this.registered_events().is_empty() {
-                            events_rx = Some(this.events.subscribe());
-                        }
                         let conn = this.clone();
                         let out = out_tx.clone();
                         tokio::spawn(async move {
@@ -225,10 +224,6 @@ impl Connection {
                         break 'conn;
                     }
                 }
-            }
-            // A REGISTER may have just been processed by a request task.
-            if events_rx.is_none() && !this.registered_events().is_empty() {
-                events_rx = Some(this.events.subscribe());
             }
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
