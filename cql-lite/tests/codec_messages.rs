@@ -521,6 +521,44 @@ fn golden_register_and_auth() {
     assert_response_golden(2, &Response::AuthSuccess(None), &frame);
 }
 
+#[test]
+fn golden_prepare() {
+    // PREPARE (0x09): <query: long string>.
+    let frame = cat(&[&hex("04 00 0003 09 00000013  0000000f"), b"SELECT k FROM t"]);
+    assert_request_golden(
+        3,
+        &Request::Prepare {
+            query: s("SELECT k FROM t"),
+        },
+        &frame,
+    );
+}
+
+#[test]
+fn golden_void_and_set_keyspace_results() {
+    // RESULT (0x08) kind Void (0x0001): nothing follows.
+    let frame = hex("84 00 0003 08 00000004  00000001");
+    assert_response_golden(3, &Response::Result(ResultBody::Void), &frame);
+    // RESULT kind SetKeyspace (0x0003): <keyspace: string>.
+    let frame = hex("84 00 0004 08 00000008  00000003 0002 6b73");
+    assert_response_golden(
+        4,
+        &Response::Result(ResultBody::SetKeyspace(s("ks"))),
+        &frame,
+    );
+}
+
+#[test]
+fn golden_authenticate_and_challenge() {
+    // AUTHENTICATE (0x03): <authenticator class: string>.
+    let class = "org.apache.cassandra.auth.PasswordAuthenticator";
+    let frame = cat(&[&hex("84 00 0000 03 00000031  002f"), class.as_bytes()]);
+    assert_response_golden(0, &Response::Authenticate(s(class)), &frame);
+    // AUTH_CHALLENGE (0x0e): <token: bytes>.
+    let frame = hex("84 00 0001 0e 00000006  00000002 cafe");
+    assert_response_golden(1, &Response::AuthChallenge(Some(b(&[0xca, 0xfe]))), &frame);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Frame flags: tracing id, warnings, custom payload
 // ---------------------------------------------------------------------------------------------
