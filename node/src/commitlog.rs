@@ -9,7 +9,9 @@
 //!   flush runs, every writer that arrives queues for the next one, so a burst of N concurrent
 //!   writes costs about two fsyncs, not N.
 //! - `periodic`: writes are acknowledged at once and the flusher flushes every
-//!   `commitlog_sync_period_ms`; a machine crash can lose at most that window.
+//!   `commitlog_sync_period_ms`. A crash — of the process (`kill -9`) as much as of the machine,
+//!   since the engine buffers its log in memory — can lose the acknowledged writes of about that
+//!   window. Use `batch` where an acknowledged write must never be lost.
 //!
 //! The flusher is a single task owning the policy; writers talk to it over a bounded channel.
 
@@ -41,14 +43,17 @@ pub struct CommitSync {
 impl CommitSync {
     /// Starts the flusher task (on the current tokio runtime). It stops, after a final flush,
     /// when `shutdown` turns true or every `CommitSync` handle is dropped.
+    ///
+    /// Returns the handle writers use and the flusher's task, which shutdown awaits so that the
+    /// final flush is done (and the engine released) before the node reports itself stopped.
     pub fn start(
         mode: SyncMode,
         engine: Arc<dyn Engine>,
         shutdown: watch::Receiver<bool>,
-    ) -> Arc<CommitSync> {
+    ) -> (Arc<CommitSync>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_QUEUED_WAITERS);
-        tokio::spawn(flusher(mode, engine, rx, shutdown));
-        Arc::new(CommitSync { mode, waiters: tx })
+        let task = tokio::spawn(flusher(mode, engine, rx, shutdown));
+        (Arc::new(CommitSync { mode, waiters: tx }), task)
     }
 
     /// The policy in force.

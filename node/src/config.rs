@@ -74,7 +74,8 @@ pub struct Config {
     /// Number of virtual-node tokens this node owns on the ring (1..=1024).
     pub num_tokens: u32,
     /// `batch`: acknowledge writes once durable; `periodic`: flush every
-    /// `commitlog_sync_period_ms` (a crash loses at most that window).
+    /// `commitlog_sync_period_ms` (a crash, even of the process alone, can lose the acknowledged
+    /// writes of about that window).
     pub commitlog_sync: CommitlogSync,
     /// Flush period for `commitlog_sync: periodic`, milliseconds.
     pub commitlog_sync_period_ms: u64,

@@ -66,10 +66,20 @@ impl RunningNode {
         }
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || engine.flush()).await {
-            Ok(Ok(())) => tracing::info!("storage flushed; node stopped"),
+            Ok(Ok(())) => tracing::info!("storage flushed"),
             Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
             Err(e) => tracing::error!(error = %e, "final flush task failed"),
         }
+        // Request tasks finishing their last answer may still hold the engine for a moment; the
+        // node is stopped (and its data directory free to reopen) once they let go.
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+        while Arc::strong_count(&self.engine) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.engine) > 1 {
+            tracing::warn!("storage still referenced after shutdown; it closes when released");
+        }
+        tracing::info!("node stopped");
     }
 }
 
@@ -103,7 +113,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
             period_ms: config.commitlog_sync_period_ms,
         },
     };
-    let commit = CommitSync::start(mode, engine.clone(), shutdown_rx.clone());
+    let (commit, flusher) = CommitSync::start(mode, engine.clone(), shutdown_rx.clone());
 
     let schema = SchemaStore::open(engine.clone()).context("loading the schema")?;
     let node_info = LocalNodeInfo {
@@ -127,7 +137,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
 
-    let mut tasks = Vec::new();
+    let mut tasks = vec![flusher];
     tasks.push(tokio::spawn(storage_gauge(
         engine.clone(),
         shutdown_rx.clone(),

@@ -49,7 +49,7 @@ impl Db {
         let wall = ManualClock::new(START_SECS * 1_000_000);
         let clock = HybridClock::new(wall.clone());
         let (shutdown, rx) = tokio::sync::watch::channel(false);
-        let commit = CommitSync::start(SyncMode::Batch, engine.clone(), rx);
+        let (commit, _flusher) = CommitSync::start(SyncMode::Batch, engine.clone(), rx);
         let schema = SchemaStore::open(engine.clone()).expect("open schema");
         let exec = Executor::with_clock(engine.clone(), commit, schema, node_info(), clock);
         Db {
