@@ -9,7 +9,6 @@
 //! (for at most [`DRAIN_TIMEOUT`]), then a final flush of the engine.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -315,9 +314,4 @@ pub async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// True when `path` looks like a ringdb data directory (used by tools).
-pub fn is_data_dir(path: &Path) -> bool {
-    path.join("db").is_dir()
 }

@@ -196,17 +196,7 @@ pub(crate) fn analyze<'a>(
                     {
                         pk_rels[pos as usize].push((r.op, &r.rhs))
                     }
-                    ColumnKind::Clustering(pos, _)
-                        if matches!(
-                            r.op,
-                            Operator::Eq
-                                | Operator::In
-                                | Operator::Lt
-                                | Operator::Le
-                                | Operator::Gt
-                                | Operator::Ge
-                        ) =>
-                    {
+                    ColumnKind::Clustering(pos, _) if is_key_restriction_op(r.op) => {
                         ck_rels[pos as usize].push((r.op, &r.rhs))
                     }
                     _ => {
@@ -237,15 +227,7 @@ pub(crate) fn analyze<'a>(
                 if positions.iter().enumerate().any(|(i, p)| *p != start + i) {
                     return invalid("Clustering columns must appear in the PRIMARY KEY order in multi-column relations");
                 }
-                if !matches!(
-                    r.op,
-                    Operator::Eq
-                        | Operator::In
-                        | Operator::Lt
-                        | Operator::Le
-                        | Operator::Gt
-                        | Operator::Ge
-                ) {
+                if !is_key_restriction_op(r.op) {
                     return invalid(format!(
                         "Unsupported multi-column relation operator {}",
                         op_text(r.op)
@@ -964,4 +946,13 @@ pub(crate) fn full_clusterings(table: &TableDef, bound: &BoundWhere) -> Vec<Vec<
 /// `Bound` helper for callers that build ranges.
 pub(crate) fn unbounded_range() -> ByteRange {
     (Bound::Unbounded, Bound::Unbounded)
+}
+
+/// The operators a primary-key column can be restricted by without filtering: equality, `IN`
+/// and the four slice bounds.
+pub(crate) fn is_key_restriction_op(op: Operator) -> bool {
+    matches!(
+        op,
+        Operator::Eq | Operator::In | Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge
+    )
 }

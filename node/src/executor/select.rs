@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use ringdb_cql::ast::{Operator, Select};
+use ringdb_cql::ast::Select;
 use ringdb_cql::types::{CqlType, CqlValue};
 
 use super::datapath::{DataPath, PartitionRead, RangeRead};
@@ -73,15 +73,7 @@ pub(crate) fn plan<'a>(
                     .filters
                     .iter()
                     .all(|f| table.columns[f.column].kind.is_primary_key())
-                    && matches!(
-                        f.op,
-                        Operator::Eq
-                            | Operator::In
-                            | Operator::Lt
-                            | Operator::Le
-                            | Operator::Gt
-                            | Operator::Ge
-                    )
+                    && super::restrictions::is_key_restriction_op(f.op)
                 {
                     let ck = table.clustering();
                     let pos = ck
