@@ -1,6 +1,16 @@
 //! Cluster membership: who is in the cluster and how to reach them.
 //!
-//! This crate will hold the QUIC transport (quinn, mutual TLS with rustls), the sans-I/O
-//! SYN/ACK/ACK2 gossip state machine, the phi-accrual failure detector and the membership task
-//! (see `DESIGN.md`). It is empty until the membership work lands; a single ringdb node does
-//! not need it.
+//! - [`state`]: what gossip spreads — one versioned [`state::EndpointState`] per node.
+//! - `protocol`: the SYN/ACK/ACK2 anti-entropy exchange as a sans-I/O state machine.
+//! - `detector`: the phi-accrual failure detector.
+//! - `transport`: one QUIC endpoint per node, mutual TLS, typed messages, bounded per-peer queues.
+//! - `certs`: the cluster CA and node certificates (`ringdb certs`).
+//! - `membership`: the task that drives the protocol from the transport and a ticker and
+//!   publishes membership to the rest of the node.
+
+pub mod state;
+pub mod protocol;
+pub mod detector;
+pub mod transport;
+pub mod certs;
+pub mod membership;
