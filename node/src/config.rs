@@ -67,6 +67,21 @@ pub struct Config {
     pub seeds: Vec<String>,
     /// Directory holding the node's data (sled database, host id, schema).
     pub data_dir: PathBuf,
+    /// PEM file of the cluster CA: internode connections are accepted only from nodes whose
+    /// certificate chains to it. Set all three `internode_*` keys (`ringdb certs` makes them), or
+    /// none: a node without them makes a throw-away CA in its data dir and so can form a cluster
+    /// with nobody (safe for a single node, and said loudly when seeds are set).
+    pub internode_ca: Option<PathBuf>,
+    /// PEM file of this node's internode certificate (issued by `internode_ca`).
+    pub internode_cert: Option<PathBuf>,
+    /// PEM file of this node's internode private key.
+    pub internode_key: Option<PathBuf>,
+    /// Gossip round interval, milliseconds: every round the node bumps its heartbeat and
+    /// exchanges digests with a random peer.
+    pub gossip_interval_ms: u64,
+    /// Suspicion level (phi) past which the failure detector marks a peer down. Higher: fewer
+    /// false downs on a jittery network, slower detection of real ones.
+    pub phi_convict_threshold: f64,
     /// Datacenter of this node.
     pub dc: String,
     /// Rack of this node within its datacenter.
@@ -106,6 +121,11 @@ impl Default for Config {
             native_transport_max_connections: 4096,
             seeds: Vec::new(),
             data_dir: PathBuf::from("ringdb-data"),
+            internode_ca: None,
+            internode_cert: None,
+            internode_key: None,
+            gossip_interval_ms: 150,
+            phi_convict_threshold: 8.0,
             dc: "dc1".to_string(),
             rack: "rack1".to_string(),
             num_tokens: 16,
@@ -356,13 +376,78 @@ impl Config {
             if seed.trim().is_empty() {
                 return Err(bad("seeds", "empty seed address".into()));
             }
+            split_host_port(seed, self.storage_port).map_err(|m| bad("seeds", m))?;
+        }
+        let tls = [
+            ("internode_ca", &self.internode_ca),
+            ("internode_cert", &self.internode_cert),
+            ("internode_key", &self.internode_key),
+        ];
+        let set = tls.iter().filter(|(_, v)| v.is_some()).count();
+        if set != 0 && set != 3 {
+            let (missing, _) = tls.iter().find(|(_, v)| v.is_none()).expect("one is unset");
+            return Err(bad(
+                missing,
+                "internode_ca, internode_cert and internode_key go together: set all three or none"
+                    .into(),
+            ));
+        }
+        if !(10..=60_000).contains(&self.gossip_interval_ms) {
+            return Err(bad(
+                "gossip_interval_ms",
+                format!("{} is not in 10..=60000", self.gossip_interval_ms),
+            ));
+        }
+        if !(self.phi_convict_threshold >= 1.0 && self.phi_convict_threshold <= 64.0) {
+            return Err(bad(
+                "phi_convict_threshold",
+                format!("{} is not in 1..=64", self.phi_convict_threshold),
+            ));
         }
         Ok(())
     }
 }
 
+impl Config {
+    /// The seeds as `(host, port)`, the port defaulting to `storage_port`. Hosts may be names
+    /// (resolved when the node starts) or IP addresses (`[v6]:port` for IPv6 with a port).
+    pub fn seed_hosts(&self) -> Vec<(String, u16)> {
+        self.seeds
+            .iter()
+            .filter_map(|s| split_host_port(s, self.storage_port).ok())
+            .collect()
+    }
+}
+
+/// Splits `host[:port]`, `[v6]:port` or a bare IPv6 address.
+fn split_host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let t = text.trim();
+    if let Ok(addr) = t.parse::<std::net::SocketAddr>() {
+        return Ok((addr.ip().to_string(), addr.port()));
+    }
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok((ip.to_string(), default_port));
+    }
+    let (host, port) = match t.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("bad port in seed `{t}`"))?,
+        ),
+        None => (t, default_port),
+    };
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if !valid {
+        return Err(format!("`{t}` is not host[:port]"));
+    }
+    Ok((host.to_string(), port))
+}
+
 /// `RINGDB_*` variables that are not configuration keys but are known to the project's tools.
-const NON_CONFIG_ENV: &[&str] = &["RINGDB_BIN", "RINGDB_LOG"];
+const NON_CONFIG_ENV: &[&str] = &["RINGDB_BIN", "RINGDB_LOG", "RINGDB_HOME"];
 
 /// Reads a value given as text (environment, `--set`) as a YAML scalar.
 fn scalar(raw: &str) -> serde_yaml::Value {
@@ -552,5 +637,41 @@ mod tests {
                 "deploy/ringdb.yaml does not mention `{key}` (commented or not)"
             );
         }
+    }
+
+    #[test]
+    fn internode_tls_keys_go_together_and_seeds_parse() {
+        let err = Config::load(None, std::iter::empty(), &["internode_ca=/x/ca.crt".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("internode_cert"), "{err}");
+        let all = [
+            "internode_ca=/x/ca.crt".to_string(),
+            "internode_cert=/x/n.crt".to_string(),
+            "internode_key=/x/n.key".to_string(),
+            "seeds=10.0.0.1, 10.0.0.2:7001, node3, [::1]:7002".to_string(),
+        ];
+        let c = Config::load(None, std::iter::empty(), &all).unwrap().config;
+        assert_eq!(
+            c.seed_hosts(),
+            vec![
+                ("10.0.0.1".to_string(), 7000),
+                ("10.0.0.2".to_string(), 7001),
+                ("node3".to_string(), 7000),
+                ("::1".to_string(), 7002),
+            ]
+        );
+        let err = Config::load(None, std::iter::empty(), &["seeds=bad host".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("seeds"), "{err}");
+        let err = Config::load(
+            None,
+            std::iter::empty(),
+            &["phi_convict_threshold=0.5".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("phi_convict_threshold"), "{err}");
     }
 }

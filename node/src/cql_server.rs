@@ -90,6 +90,12 @@ impl CqlServer {
         })
     }
 
+    /// Where to send events for registered clients (topology and status changes come from
+    /// membership; schema changes are sent by the connections themselves).
+    pub fn event_sender(&self) -> broadcast::Sender<Event> {
+        self.events.clone()
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener

@@ -7,15 +7,21 @@
 //! - [`schema`]: keyspaces and tables, persisted, versioned.
 //! - [`executor`]: runs CQL-lite statements against the data path; system tables; DESCRIBE.
 //! - [`cql_server`]: the native protocol v4 listener.
+//! - [`membership`]: internode transport and gossip started for the node; peers and client events.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: wires a node together and runs it until shutdown.
+//! - [`cluster`]: the local cluster manager behind `ringdb cluster` and the end-to-end tests.
+//! - [`status`]: `ringdb status`, the cluster as one node sees it.
 
 pub mod clock;
+pub mod cluster;
 pub mod commitlog;
 pub mod config;
 pub mod cql_server;
 pub mod executor;
+pub mod membership;
 pub mod metrics;
 pub mod schema;
 pub mod server;
+pub mod status;
 pub mod storage;

@@ -45,6 +45,55 @@ enum Command {
         #[arg(long, default_value_t = 9042)]
         port: u16,
     },
+    /// Run a local multi-node cluster: create, start, stop, kill, pause, status (like ccm).
+    #[command(subcommand)]
+    Cluster(ringdb_node::cluster::cli::ClusterCommand),
+    /// Make the certificates of internode mutual TLS: a cluster CA, then one certificate per node.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Show the cluster as one node sees it (like `nodetool status`).
+    Status {
+        /// Node to ask, HOST[:PORT] of its CQL listener.
+        #[arg(long, default_value = "127.0.0.1:9042")]
+        host: String,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Seconds allowed to connect and read.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a cluster CA: DIR/ca.crt and DIR/ca.key (keep the key safe; never overwritten).
+    CreateCa {
+        /// Directory to write the CA into.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Common name of the CA certificate.
+        #[arg(long, default_value = "ringdb cluster CA")]
+        name: String,
+    },
+    /// Issue a node certificate signed by the CA: OUT/NAME.crt, OUT/NAME.key and OUT/ca.crt.
+    Issue {
+        /// Directory of the CA (made by `create-ca`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Node name (file names; also a DNS name in the certificate when it is a valid one).
+        #[arg(long)]
+        name: String,
+        /// IP address of the node (repeatable).
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+        /// DNS name of the node (repeatable).
+        #[arg(long = "dns")]
+        dns: Vec<String>,
+        /// Directory to write the certificate, its key and a copy of the CA certificate into.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `ringdb shell` arguments, cqlsh-style.
@@ -120,6 +169,18 @@ fn main() -> ExitCode {
             ExitCode::from(status.clamp(0, 255) as u8)
         }
         Command::Demo { keep, port } => exit(run_demo(keep, port)),
+        Command::Cluster(cmd) => {
+            match runtime().and_then(|rt| rt.block_on(ringdb_node::cluster::cli::run(cmd))) {
+                Ok(code) => code,
+                Err(e) => exit(Err(e)),
+            }
+        }
+        Command::Certs(cmd) => exit(run_certs(cmd)),
+        Command::Status {
+            host,
+            json,
+            timeout,
+        } => exit(run_status(&host, json, timeout)),
     }
 }
 
@@ -181,6 +242,49 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
     })
 }
 
+fn run_certs(cmd: CertsCommand) -> anyhow::Result<()> {
+    match cmd {
+        CertsCommand::CreateCa { dir, name } => {
+            let files = ringdb_gossip::certs::create_ca(&dir, &name)?;
+            println!("CA certificate: {}", files.cert.display());
+            println!("CA private key: {} (keep it secret)", files.key.display());
+        }
+        CertsCommand::Issue {
+            ca,
+            name,
+            ips,
+            dns,
+            out,
+        } => {
+            let files = ringdb_gossip::certs::issue(&ca, &name, &ips, &dns, &out)?;
+            println!("node certificate: {}", files.cert.display());
+            println!("node private key: {}", files.key.display());
+            println!("CA certificate:   {}", files.ca.display());
+            println!(
+                "configure: internode_ca: {}  internode_cert: {}  internode_key: {}",
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_status(host: &str, json: bool, timeout: u64) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let rows = runtime.block_on(ringdb_node::status::fetch(
+        host,
+        std::time::Duration::from_secs(timeout.max(1)),
+    ))?;
+    if json {
+        println!("{}", ringdb_node::status::render_json(&rows)?);
+    } else {
+        print!("{}", ringdb_node::status::render_table(&rows));
+    }
+    Ok(())
+}
+
 fn run_demo(keep: bool, port: u16) -> anyhow::Result<()> {
     init_logging("warn");
     let dir = tempfile_dir()?;
@@ -188,6 +292,7 @@ fn run_demo(keep: bool, port: u16) -> anyhow::Result<()> {
     let config = Config {
         data_dir: dir.join("data"),
         native_transport_port: port,
+        storage_port: 0,
         prometheus_port: 0,
         cluster_name: "ringdb demo".to_string(),
         ..Config::default()

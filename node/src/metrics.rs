@@ -16,6 +16,13 @@
 //! | `ringdb_cql_bytes_received_total` | counter | — |
 //! | `ringdb_cql_bytes_sent_total` | counter | — |
 //! | `ringdb_storage_bytes` | gauge | — |
+//! | `ringdb_gossip_nodes` | gauge | `state` (up, down): known nodes, this one included |
+//! | `ringdb_gossip_messages_received_total` | counter | — |
+//! | `ringdb_gossip_messages_sent_total` | counter | — |
+//! | `ringdb_internode_bytes_sent_total` | counter | — |
+//! | `ringdb_internode_bytes_received_total` | counter | — |
+//! | `ringdb_internode_dropped_total` | counter | `reason` (queue_full, inbound_full, unsent, blocked) |
+//! | `ringdb_internode_handshakes_refused_total` | counter | — |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +38,13 @@ pub const CONNECTIONS_REJECTED: &str = "ringdb_cql_connections_rejected_total";
 pub const BYTES_RECEIVED: &str = "ringdb_cql_bytes_received_total";
 pub const BYTES_SENT: &str = "ringdb_cql_bytes_sent_total";
 pub const STORAGE_BYTES: &str = "ringdb_storage_bytes";
+pub const GOSSIP_NODES: &str = "ringdb_gossip_nodes";
+pub const GOSSIP_MESSAGES_RECEIVED: &str = "ringdb_gossip_messages_received_total";
+pub const GOSSIP_MESSAGES_SENT: &str = "ringdb_gossip_messages_sent_total";
+pub const INTERNODE_BYTES_SENT: &str = "ringdb_internode_bytes_sent_total";
+pub const INTERNODE_BYTES_RECEIVED: &str = "ringdb_internode_bytes_received_total";
+pub const INTERNODE_DROPPED: &str = "ringdb_internode_dropped_total";
+pub const INTERNODE_HANDSHAKES_REFUSED: &str = "ringdb_internode_handshakes_refused_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -71,5 +85,23 @@ fn describe() {
         STORAGE_BYTES,
         Unit::Bytes,
         "Bytes the storage engine uses on disk"
+    );
+    describe_gauge!(GOSSIP_NODES, "Known nodes by liveness, this one included");
+    describe_counter!(GOSSIP_MESSAGES_RECEIVED, "Gossip messages received");
+    describe_counter!(GOSSIP_MESSAGES_SENT, "Gossip messages sent");
+    describe_counter!(
+        INTERNODE_BYTES_SENT,
+        Unit::Bytes,
+        "Bytes sent to other nodes"
+    );
+    describe_counter!(
+        INTERNODE_BYTES_RECEIVED,
+        Unit::Bytes,
+        "Bytes received from other nodes"
+    );
+    describe_counter!(INTERNODE_DROPPED, "Internode messages dropped, by reason");
+    describe_counter!(
+        INTERNODE_HANDSHAKES_REFUSED,
+        "Internode connections refused (certificate not from the cluster CA, or none)"
     );
 }

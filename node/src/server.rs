@@ -2,11 +2,13 @@
 //!
 //! Start-up order: open the storage engine in `data_dir`; load (or create, on first start) the
 //! node's identity — host id and vnode tokens — from the engine's meta space; start the flusher
-//! that implements `commitlog_sync`; load the schema; build the executor; install metrics; then
-//! bind the CQL listener. The node is ready when [`start`] returns.
+//! that implements `commitlog_sync`; load the schema; build the executor; install metrics; bind
+//! the CQL listener; start the internode transport and gossip ([`crate::membership`]); then
+//! serve CQL. The node is ready when [`start`] returns.
 //!
-//! Shutdown is graceful and bounded: stop accepting connections, let in-flight requests finish
-//! (for at most [`DRAIN_TIMEOUT`]), then a final flush of the engine.
+//! Shutdown is graceful and bounded: announce `SHUTDOWN` in gossip (peers mark the node down at
+//! once), stop accepting connections, let in-flight requests finish (for at most
+//! [`DRAIN_TIMEOUT`]), close the transport, then a final flush of the engine.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     engine: Arc<dyn Engine>,
+    membership: Option<crate::membership::NodeMembership>,
 }
 
 impl RunningNode {
@@ -52,8 +55,25 @@ impl RunningNode {
         self.cql_addr
     }
 
-    /// Stops the node: no new connections, in-flight requests drained (bounded), engine flushed.
-    pub async fn shutdown(self) {
+    /// Where gossip runs (the internode transport's address).
+    pub fn storage_addr(&self) -> Option<SocketAddr> {
+        self.membership.as_ref().map(|m| m.transport.local_addr())
+    }
+
+    /// The membership handle.
+    pub fn membership(&self) -> Option<&ringdb_gossip::membership::Membership> {
+        self.membership.as_ref().map(|m| &m.membership)
+    }
+
+    /// Stops the node: SHUTDOWN announced, no new connections, in-flight requests drained
+    /// (bounded), transport closed, engine flushed.
+    pub async fn shutdown(mut self) {
+        let membership = self.membership.take();
+        if let Some(m) = &membership {
+            m.membership
+                .shutdown(crate::membership::ANNOUNCE_TIMEOUT)
+                .await;
+        }
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             if tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), task)
@@ -62,6 +82,9 @@ impl RunningNode {
             {
                 tracing::warn!("a node task did not stop in time");
             }
+        }
+        if let Some(m) = membership {
+            m.shutdown().await;
         }
         let engine = self.engine.clone();
         match tokio::task::spawn_blocking(move || engine.flush()).await {
@@ -119,6 +142,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         cluster_name: config.cluster_name.clone(),
         host_id: identity.host_id,
         listen_address: config.listen_address,
+        listen_port: config.storage_port,
         rpc_address: config.native_transport_address,
         rpc_port: config.native_transport_port,
         dc: config.dc.clone(),
@@ -156,10 +180,30 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         max_requests_per_connection: config.native_transport_max_requests_per_connection as usize,
         max_connections: config.native_transport_max_connections as usize,
     };
-    let server = CqlServer::bind(cql_addr, executor, limits)
+    let server = CqlServer::bind(cql_addr, executor.clone(), limits)
         .await
         .with_context(|| format!("binding the CQL listener on {cql_addr}"))?;
     let cql_addr = server.local_addr();
+
+    let membership = crate::membership::start(
+        &config,
+        engine.clone(),
+        crate::membership::LocalIdentity {
+            host_id: identity.host_id,
+            tokens: identity.tokens.clone(),
+            native_address: cql_addr,
+            release_version: RELEASE_VERSION.to_string(),
+        },
+        &executor,
+        server.event_sender(),
+        shutdown_rx.clone(),
+    )
+    .await?;
+    tracing::info!(
+        storage = %membership.transport.local_addr(),
+        generation = membership.membership.generation(),
+        "internode transport and gossip started"
+    );
     tasks.push(tokio::spawn(server.run(shutdown_rx)));
     tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
 
@@ -168,6 +212,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         shutdown: shutdown_tx,
         tasks,
         engine,
+        membership: Some(membership),
     })
 }
 

@@ -12,6 +12,7 @@ async fn start_node(dir: &std::path::Path) -> server::RunningNode {
     let config = Config {
         data_dir: dir.join("data"),
         native_transport_port: 0,
+        storage_port: 0,
         prometheus_port: 0,
         ..Config::default()
     };

@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use executor_support::*;
 use ringdb_cql::types::{CqlType, CqlValue};
-use ringdb_node::executor::{ExecError, PeerInfo, QueryOptions, QueryResult};
+use ringdb_node::executor::{
+    ClusterInfo, EndpointStatus, ExecError, PeerInfo, QueryOptions, QueryResult,
+};
 
 fn col<'a>(r: &'a QueryResult, name: &str) -> (usize, &'a CqlType) {
     let specs = specs(r);
@@ -119,9 +121,10 @@ async fn peers_are_empty_then_supplied() {
     let mut db = Db::new();
     assert_eq!(db.rows("SELECT * FROM system.peers").await, rows![]);
     assert_eq!(db.rows("SELECT * FROM system.peers_v2").await, rows![]);
-    db.exec.set_peers(|| {
-        vec![PeerInfo {
+    db.exec.set_cluster_info(|| ClusterInfo {
+        peers: vec![PeerInfo {
             peer: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            peer_port: 7001,
             rpc_address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
             rpc_port: 9042,
             host_id: uuid::Uuid::from_u128(7),
@@ -130,7 +133,25 @@ async fn peers_are_empty_then_supplied() {
             tokens: vec![5, -5],
             release_version: "4.1.0".into(),
             schema_version: Some(uuid::Uuid::from_u128(9)),
-        }]
+        }],
+        endpoints: vec![EndpointStatus {
+            peer: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            storage_port: 7001,
+            host_id: Some(uuid::Uuid::from_u128(7)),
+            dc: Some("dc1".into()),
+            rack: Some("r1".into()),
+            status: "NORMAL".into(),
+            up: false,
+            load: Some(1234),
+            tokens: vec![5, -5],
+            generation: 17,
+            heartbeat: 99,
+            schema_version: None,
+            native_address: Some("127.0.0.2:9042".parse().unwrap()),
+            release_version: Some("4.1.0".into()),
+            local: false,
+        }],
+        local_generation: Some(1_800_000_000),
     });
     assert_eq!(
         db.rows("SELECT peer, data_center, rack, tokens, host_id FROM system.peers")
@@ -146,7 +167,20 @@ async fn peers_are_empty_then_supplied() {
     assert_eq!(
         db.rows("SELECT native_port, peer_port FROM system.peers_v2")
             .await,
-        rows!["9042", "7000"]
+        rows!["9042", "7001"]
+    );
+    assert_eq!(
+        db.rows("SELECT gossip_generation FROM system.local").await,
+        rows!["1800000000"]
+    );
+    // The local row is synthesized when gossip supplies none; the peer's comes from gossip.
+    assert_eq!(
+        db.rows("SELECT peer, storage_port, status, up, load, generation, local FROM system_views.cluster_status")
+            .await,
+        rows![
+            "127.0.0.1", "7000", "NORMAL", "True", "null", "1800000000", "True";
+            "127.0.0.2", "7001", "NORMAL", "False", "1234", "17", "False"
+        ]
     );
 }
 

@@ -15,6 +15,11 @@
 //!
 //! Readiness is checked with a raw protocol v4 OPTIONS frame ([`raw`]) rather than with our own
 //! client, so the harness depends on nothing the server's authors are still writing.
+//!
+//! Multi-node tests run their clusters through `ringdb_node::cluster`, the module behind
+//! `ringdb cluster`: [`unique_cluster_base_ip`] finds a block of free loopback addresses
+//! (127.1.x.y, apart from the single nodes' 127.0.x.y) and a [`TestCluster`] kills the cluster's
+//! nodes on `Drop` — keeping its folder and printing every node's log tail when the test panicked.
 
 pub mod raw;
 
@@ -113,6 +118,42 @@ pub fn unique_loopback_ip() -> Ipv4Addr {
 
 fn port_is_free(ip: Ipv4Addr, port: u16) -> bool {
     TcpListener::bind((ip, port)).is_ok()
+}
+
+/// How many addresses one [`unique_cluster_base_ip`] block spans (the most nodes a test cluster
+/// may have, added nodes included).
+pub const CLUSTER_BLOCK: usize = 16;
+
+/// The first of [`CLUSTER_BLOCK`] consecutive loopback addresses (127.1.x.y) that no other cluster
+/// of this process uses, mixed with the pid so parallel test processes pick different blocks;
+/// each address is checked free (CQL, storage over TCP and UDP, metrics). Node K of a cluster
+/// created with this base gets `base + K - 1`.
+pub fn unique_cluster_base_ip(nodes: usize) -> Ipv4Addr {
+    assert!(
+        (1..=CLUSTER_BLOCK).contains(&nodes),
+        "a test cluster has 1..={CLUSTER_BLOCK} nodes"
+    );
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // 127.1.x.(16k+1) for x in 0..=255, k in 0..=14: blocks never reach .0 or .255.
+    const BLOCKS_PER_NET: u32 = 15;
+    const SLOTS: u32 = BLOCKS_PER_NET * 256;
+    let base = std::process::id().wrapping_mul(104_729) % SLOTS;
+    for _ in 0..SLOTS {
+        let slot = (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SLOTS;
+        let x = (slot / BLOCKS_PER_NET) as u8;
+        let first = (slot % BLOCKS_PER_NET) as u8 * CLUSTER_BLOCK as u8 + 1;
+        let free = (0..CLUSTER_BLOCK as u8).all(|i| {
+            let ip = Ipv4Addr::new(127, 1, x, first + i);
+            port_is_free(ip, NATIVE_TRANSPORT_PORT)
+                && port_is_free(ip, STORAGE_PORT)
+                && std::net::UdpSocket::bind((ip, STORAGE_PORT)).is_ok()
+                && port_is_free(ip, ringdb_node::cluster::PROMETHEUS_PORT)
+        });
+        if free {
+            return Ipv4Addr::new(127, 1, x, first);
+        }
+    }
+    panic!("no free block of {CLUSTER_BLOCK} loopback addresses in 127.1.0.0/16");
 }
 
 /// A free TCP port on `ip` (bound then released; good enough for tests).
@@ -432,6 +473,150 @@ impl Drop for TestNode {
     }
 }
 
+/// A local cluster for one test, in a temp dir of its own. Derefs to the
+/// [`ringdb_node::cluster::Cluster`].
+///
+/// On `Drop` every node process of the cluster is killed. When the test is panicking (or
+/// `RINGDB_KEEP_TEST_DIRS` is set) the temp dir is kept and the last lines of every node's log are
+/// printed; otherwise the temp dir is removed. A cluster made by the CLI in a separate process is
+/// guarded too: make the guard with [`TestCluster::in_temp_dir`] first, run the CLI on
+/// [`TestCluster::cluster_dir`], then [`TestCluster::open`] — even when the CLI fails halfway, the
+/// nodes it started are killed on `Drop`.
+pub struct TestCluster {
+    test: String,
+    tmp: Option<tempfile::TempDir>,
+    tmp_path: PathBuf,
+    cluster: Option<ringdb_node::cluster::Cluster>,
+}
+
+impl TestCluster {
+    /// An empty temp dir for a cluster (nothing created yet).
+    pub fn in_temp_dir(test: &str) -> Result<TestCluster> {
+        let tmp = tempfile::Builder::new()
+            .prefix("ringdb-cluster-test-")
+            .tempdir()
+            .context("create temp dir")?;
+        Ok(TestCluster {
+            test: test.to_string(),
+            tmp_path: tmp.path().to_path_buf(),
+            tmp: Some(tmp),
+            cluster: None,
+        })
+    }
+
+    /// Creates (does not start) a cluster named after the test with `dcs` nodes per datacenter on
+    /// a fresh block of loopback addresses, its nodes run by `bin`; `extra` is extra node config.
+    pub fn create(
+        test: &str,
+        bin: &Path,
+        dcs: &[usize],
+        extra: &[(&str, &str)],
+    ) -> Result<TestCluster> {
+        let mut guard = TestCluster::in_temp_dir(test)?;
+        let name: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .take(40)
+            .collect();
+        let mut spec = ringdb_node::cluster::ClusterSpec::new(
+            &name,
+            guard.cluster_dir(),
+            dcs.to_vec(),
+            bin.to_path_buf(),
+        );
+        spec.base_ip = unique_cluster_base_ip(dcs.iter().sum());
+        spec.extra_config = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let progress: ringdb_node::cluster::Progress =
+            std::sync::Arc::new(|m: &str| eprintln!("cluster: {m}"));
+        guard.cluster = Some(ringdb_node::cluster::Cluster::create(spec)?.with_progress(progress));
+        Ok(guard)
+    }
+
+    /// Opens the cluster a CLI made in [`TestCluster::cluster_dir`].
+    pub fn open(&mut self) -> Result<&ringdb_node::cluster::Cluster> {
+        let progress: ringdb_node::cluster::Progress =
+            std::sync::Arc::new(|m: &str| eprintln!("cluster: {m}"));
+        let cluster =
+            ringdb_node::cluster::Cluster::open(&self.cluster_dir())?.with_progress(progress);
+        Ok(self.cluster.insert(cluster))
+    }
+
+    /// The temp dir (the cluster lives in its `cluster/` subfolder; tests may use the rest).
+    pub fn tmp(&self) -> &Path {
+        &self.tmp_path
+    }
+
+    /// Where the cluster lives (`TMP/cluster`).
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.tmp_path.join("cluster")
+    }
+
+    /// The cluster; panics if it was neither created nor opened.
+    pub fn cluster(&self) -> &ringdb_node::cluster::Cluster {
+        self.cluster
+            .as_ref()
+            .expect("TestCluster: create or open the cluster first")
+    }
+
+    /// Every node's log tail, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for node in cluster.nodes() {
+            let tail = cluster
+                .log_tail(&node.name, lines)
+                .unwrap_or_else(|e| format!("(no log: {e})"));
+            out.push_str(&format!(
+                "---- {} {} log {}: last {lines} lines ----\n{tail}\n",
+                node.name,
+                node.ip,
+                node.log_path.display()
+            ));
+        }
+        out
+    }
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = ringdb_node::cluster::Cluster;
+
+    fn deref(&self) -> &Self::Target {
+        self.cluster()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if self.cluster.is_none() {
+            // A CLI may have created (and started) it without the test opening it.
+            if let Ok(c) = ringdb_node::cluster::Cluster::open(&self.cluster_dir()) {
+                self.cluster = Some(c);
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.kill_all();
+        }
+        let keep = std::thread::panicking() || std::env::var_os("RINGDB_KEEP_TEST_DIRS").is_some();
+        if keep {
+            let dir = match self.tmp.take() {
+                Some(d) => d.keep(),
+                None => self.tmp_path.clone(),
+            };
+            eprintln!(
+                "==== {}: cluster kept in {} ====\n{}==== end of cluster logs ====",
+                self.test,
+                dir.display(),
+                self.log_tails(LOG_TAIL_LINES)
+            );
+        }
+    }
+}
+
 /// Removes every `RINGDB_*` variable of the test environment (e.g. `RINGDB_BIN`) from a command,
 /// so the node only sees the configuration the test means to give it.
 pub fn scrub_ringdb_env(cmd: &mut Command) {
@@ -633,6 +818,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.octets()[0..2], [127, 0]);
         assert!(a.octets()[2] >= 1 && a.octets()[3] >= 1 && a.octets()[3] <= 253);
+    }
+
+    #[test]
+    fn cluster_blocks_differ_and_stay_in_127_1() {
+        let a = unique_cluster_base_ip(5);
+        let b = unique_cluster_base_ip(16);
+        assert_ne!(a, b);
+        for ip in [a, b] {
+            assert_eq!(ip.octets()[0..2], [127, 1]);
+            assert_eq!(ip.octets()[3] % 16, 1);
+            assert!(ip.octets()[3] as usize + CLUSTER_BLOCK - 1 <= 254);
+        }
     }
 
     #[test]

@@ -205,6 +205,8 @@ pub struct LocalNodeInfo {
     pub host_id: uuid::Uuid,
     /// Internode address (`listen_address`, `broadcast_address`).
     pub listen_address: IpAddr,
+    /// Internode port (`listen_port`, `storage_port`).
+    pub listen_port: u16,
     /// CQL address (`rpc_address`).
     pub rpc_address: IpAddr,
     /// CQL port (`rpc_port`).
@@ -226,6 +228,8 @@ pub struct LocalNodeInfo {
 pub struct PeerInfo {
     /// Its internode (listen) address.
     pub peer: IpAddr,
+    /// Its internode port.
+    pub peer_port: u16,
     /// Its CQL address.
     pub rpc_address: IpAddr,
     /// Its CQL port.
@@ -244,7 +248,54 @@ pub struct PeerInfo {
     pub schema_version: Option<uuid::Uuid>,
 }
 
-type PeersFn = Arc<dyn Fn() -> Vec<PeerInfo> + Send + Sync>;
+/// What `system_views.cluster_status` says about one node (the local one included): its gossip
+/// state and whether this node's failure detector holds it up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointStatus {
+    /// Its internode address.
+    pub peer: IpAddr,
+    /// Its internode port.
+    pub storage_port: u16,
+    /// Its permanent id, once known.
+    pub host_id: Option<uuid::Uuid>,
+    /// Its datacenter, once known.
+    pub dc: Option<String>,
+    /// Its rack, once known.
+    pub rack: Option<String>,
+    /// Gossip status: `BOOT`, `JOINING`, `NORMAL`, `LEAVING`, `LEFT`, `SHUTDOWN` or `UNKNOWN`.
+    pub status: String,
+    /// Whether the failure detector holds it alive.
+    pub up: bool,
+    /// Bytes on disk it reported.
+    pub load: Option<i64>,
+    /// Its vnode tokens.
+    pub tokens: Vec<i64>,
+    /// Its gossip generation (rises on every restart).
+    pub generation: i64,
+    /// Its latest heartbeat version.
+    pub heartbeat: i64,
+    /// Its schema version, once known.
+    pub schema_version: Option<uuid::Uuid>,
+    /// Its CQL address, once known.
+    pub native_address: Option<std::net::SocketAddr>,
+    /// Its release version, once known.
+    pub release_version: Option<String>,
+    /// True for the node answering the query.
+    pub local: bool,
+}
+
+/// The cluster as this node sees it, for the system views.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterInfo {
+    /// Rows of `system.peers` / `peers_v2`: the other nodes that have joined the ring.
+    pub peers: Vec<PeerInfo>,
+    /// Rows of `system_views.cluster_status`: every known node, this one included.
+    pub endpoints: Vec<EndpointStatus>,
+    /// This node's gossip generation, once gossip runs.
+    pub local_generation: Option<i64>,
+}
+
+type ClusterInfoFn = Arc<dyn Fn() -> ClusterInfo + Send + Sync>;
 
 /// Runs statements. Cheap to clone; share one per node.
 #[derive(Clone)]
@@ -260,7 +311,7 @@ struct Inner {
     /// Node part of timeuuids and list element paths.
     uuid_node: [u8; 6],
     gossip_generation: i32,
-    peers: RwLock<PeersFn>,
+    cluster: RwLock<ClusterInfoFn>,
     prepared: Mutex<prepared::PreparedCache>,
 }
 
@@ -319,7 +370,7 @@ impl Executor {
         let h = node.host_id.as_bytes();
         let uuid_node = [h[10], h[11], h[12], h[13], h[14], h[15]];
         let gossip_generation = clock.wall_seconds().clamp(0, i32::MAX as i64) as i32;
-        let empty: PeersFn = Arc::new(Vec::new);
+        let empty: ClusterInfoFn = Arc::new(ClusterInfo::default);
         Executor {
             inner: Arc::new(Inner {
                 data,
@@ -328,7 +379,7 @@ impl Executor {
                 node,
                 uuid_node,
                 gossip_generation,
-                peers: RwLock::new(empty),
+                cluster: RwLock::new(empty),
                 prepared: Mutex::new(prepared::PreparedCache::new(
                     prepared::PREPARED_CACHE_CAPACITY,
                 )),
@@ -336,10 +387,15 @@ impl Executor {
         }
     }
 
-    /// Sets where `system.peers` takes its rows from (called on every read of it).
-    pub fn set_peers(&self, peers: impl Fn() -> Vec<PeerInfo> + Send + Sync + 'static) {
-        let mut slot = self.inner.peers.write().unwrap_or_else(|e| e.into_inner());
-        *slot = Arc::new(peers);
+    /// Sets where `system.peers` and `system_views.cluster_status` take their rows from (called
+    /// on every read of them).
+    pub fn set_cluster_info(&self, info: impl Fn() -> ClusterInfo + Send + Sync + 'static) {
+        let mut slot = self
+            .inner
+            .cluster
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Arc::new(info);
     }
 
     /// The current schema snapshot.
@@ -362,14 +418,18 @@ impl Executor {
         &self.inner.node
     }
 
-    fn peers(&self) -> Vec<PeerInfo> {
+    fn cluster_info(&self) -> ClusterInfo {
         let f = self
             .inner
-            .peers
+            .cluster
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         f()
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.cluster_info().peers
     }
 
     fn eval_ctx<'a>(&'a self, bindings: Bindings<'a>) -> EvalCtx<'a> {
@@ -842,12 +902,17 @@ impl Executor {
         opts: &QueryOptions,
     ) -> Result<QueryResult, ExecError> {
         let table = &plan.table;
-        let peers = self.peers();
+        let cluster = self.cluster_info();
+        let gossip_generation = cluster
+            .local_generation
+            .map(|g| g.clamp(0, i32::MAX as i64) as i32)
+            .unwrap_or(self.inner.gossip_generation);
         let src = system_views::ViewSource {
             schema,
             node: &self.inner.node,
-            peers: &peers,
-            gossip_generation: self.inner.gossip_generation,
+            peers: &cluster.peers,
+            endpoints: &cluster.endpoints,
+            gossip_generation,
         };
         let all = system_views::rows(table, &src)?;
         let bound = plan.restrictions.bind(table, &ctx)?;

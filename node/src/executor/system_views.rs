@@ -12,7 +12,7 @@ use ringdb_cql::types::{CqlType, CqlValue};
 use super::error::ExecError;
 use super::keys;
 use super::rows::{CellView, LogicalRow};
-use super::{LocalNodeInfo, PeerInfo};
+use super::{EndpointStatus, LocalNodeInfo, PeerInfo};
 use crate::schema::{ColumnKind, Schema, TableDef};
 
 /// What the system views are computed from.
@@ -20,6 +20,7 @@ pub(crate) struct ViewSource<'a> {
     pub schema: &'a Schema,
     pub node: &'a LocalNodeInfo,
     pub peers: &'a [PeerInfo],
+    pub endpoints: &'a [EndpointStatus],
     pub gossip_generation: i32,
 }
 
@@ -79,6 +80,28 @@ fn type_text(ty: &CqlType) -> String {
     ty.to_string()
 }
 
+/// The local node's row when gossip does not supply one (a node without membership).
+fn local_endpoint_status(src: &ViewSource<'_>) -> EndpointStatus {
+    let node = src.node;
+    EndpointStatus {
+        peer: node.listen_address,
+        storage_port: node.listen_port,
+        host_id: Some(node.host_id),
+        dc: Some(node.dc.clone()),
+        rack: Some(node.rack.clone()),
+        status: "NORMAL".to_string(),
+        up: true,
+        load: None,
+        tokens: node.tokens.clone(),
+        generation: i64::from(src.gossip_generation),
+        heartbeat: 0,
+        schema_version: Some(src.schema.version()),
+        native_address: Some(std::net::SocketAddr::new(node.rpc_address, node.rpc_port)),
+        release_version: Some(node.release_version.clone()),
+        local: true,
+    }
+}
+
 /// The rows of a system table, in key order.
 pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<LogicalRow>, ExecError> {
     let node = src.node;
@@ -92,7 +115,10 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                     "broadcast_address",
                     Some(CqlValue::Inet(node.listen_address)),
                 ),
-                ("broadcast_port", Some(CqlValue::Int(7000))),
+                (
+                    "broadcast_port",
+                    Some(CqlValue::Int(node.listen_port as i32)),
+                ),
                 ("cluster_name", Some(text(&node.cluster_name))),
                 ("cql_version", Some(text(super::CQL_VERSION))),
                 ("data_center", Some(text(&node.dc))),
@@ -102,7 +128,7 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                 ),
                 ("host_id", Some(uuid(&node.host_id))),
                 ("listen_address", Some(CqlValue::Inet(node.listen_address))),
-                ("listen_port", Some(CqlValue::Int(7000))),
+                ("listen_port", Some(CqlValue::Int(node.listen_port as i32))),
                 ("native_protocol_version", Some(text("4"))),
                 ("partitioner", Some(text(&node.partitioner))),
                 ("rack", Some(text(&node.rack))),
@@ -140,7 +166,7 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                     table,
                     vec![
                         ("peer", Some(CqlValue::Inet(p.peer))),
-                        ("peer_port", Some(CqlValue::Int(7000))),
+                        ("peer_port", Some(CqlValue::Int(p.peer_port as i32))),
                         ("data_center", Some(text(&p.dc))),
                         ("host_id", Some(uuid(&p.host_id))),
                         ("native_address", Some(CqlValue::Inet(p.rpc_address))),
@@ -153,6 +179,45 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                 )
             })
             .collect(),
+        ("system_views", "cluster_status") => {
+            let mut endpoints: Vec<EndpointStatus> = src.endpoints.to_vec();
+            if !endpoints.iter().any(|e| e.local) {
+                endpoints.push(local_endpoint_status(src));
+            }
+            endpoints.sort_by_key(|e| (e.peer, e.storage_port));
+            endpoints
+                .iter()
+                .map(|e| {
+                    row(
+                        table,
+                        vec![
+                            ("peer", Some(CqlValue::Inet(e.peer))),
+                            ("storage_port", Some(CqlValue::Int(e.storage_port as i32))),
+                            ("host_id", e.host_id.as_ref().map(uuid)),
+                            ("data_center", e.dc.as_deref().map(text)),
+                            ("rack", e.rack.as_deref().map(text)),
+                            ("status", Some(text(&e.status))),
+                            ("up", Some(CqlValue::Boolean(e.up))),
+                            ("load", e.load.map(CqlValue::BigInt)),
+                            ("tokens", Some(tokens(&e.tokens))),
+                            ("generation", Some(CqlValue::BigInt(e.generation))),
+                            ("heartbeat", Some(CqlValue::BigInt(e.heartbeat))),
+                            ("schema_version", e.schema_version.as_ref().map(uuid)),
+                            (
+                                "native_address",
+                                e.native_address.map(|a| CqlValue::Inet(a.ip())),
+                            ),
+                            (
+                                "native_port",
+                                e.native_address.map(|a| CqlValue::Int(a.port() as i32)),
+                            ),
+                            ("release_version", e.release_version.as_deref().map(text)),
+                            ("local", Some(CqlValue::Boolean(e.local))),
+                        ],
+                    )
+                })
+                .collect()
+        }
         ("system_schema", "keyspaces") => src
             .schema
             .keyspaces()

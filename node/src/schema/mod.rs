@@ -316,9 +316,10 @@ impl TableDef {
 }
 
 /// Keyspaces whose schema users may not change.
-pub const SYSTEM_KEYSPACES: [&str; 5] = [
+pub const SYSTEM_KEYSPACES: [&str; 6] = [
     "system",
     "system_schema",
+    "system_views",
     "system_auth",
     "system_distributed",
     "system_traces",

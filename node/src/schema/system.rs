@@ -422,6 +422,35 @@ fn system_distributed_tables() -> Vec<TableDef> {
     ]
 }
 
+/// The `system_views` keyspace: ringdb's view of the cluster (Cassandra keeps its own virtual
+/// tables here too). `cluster_status` is what `ringdb status` reads.
+fn system_views_tables() -> Vec<TableDef> {
+    use CqlType::*;
+    vec![table(
+        "system_views",
+        "cluster_status",
+        "every node this node knows, with its gossip state and liveness",
+        &[("peer", Inet)],
+        &[("storage_port", Int)],
+        &[
+            ("data_center", Text),
+            ("generation", BigInt),
+            ("heartbeat", BigInt),
+            ("host_id", Uuid),
+            ("load", BigInt),
+            ("local", Boolean),
+            ("native_address", Inet),
+            ("native_port", Int),
+            ("rack", Text),
+            ("release_version", Text),
+            ("schema_version", Uuid),
+            ("status", Text),
+            ("tokens", Set(Box::new(Text))),
+            ("up", Boolean),
+        ],
+    )]
+}
+
 fn system_traces_tables() -> Vec<TableDef> {
     use CqlType::*;
     let ks = "system_traces";
@@ -467,6 +496,10 @@ pub fn definitions() -> Vec<(KeyspaceDef, Vec<TableDef>)> {
         (
             keyspace("system_schema", local_strategy(), true),
             system_schema_tables(),
+        ),
+        (
+            keyspace("system_views", local_strategy(), true),
+            system_views_tables(),
         ),
         (
             keyspace("system_auth", simple(1), true),

@@ -22,6 +22,7 @@ pub fn node_info() -> LocalNodeInfo {
         cluster_name: "Test Cluster".into(),
         host_id: uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0),
         listen_address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+        listen_port: 7000,
         rpc_address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
         rpc_port: 9042,
         dc: "datacenter1".into(),
