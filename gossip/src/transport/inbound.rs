@@ -13,7 +13,7 @@ use super::stream::{
     self, is_handshake_failure, ReadFailure, STREAM_BLOCKED, STREAM_MALFORMED, STREAM_TIMEOUT,
     STREAM_TOO_LARGE,
 };
-use super::{bump, lock, Channel, Inbound, Shared, CLOSE_BLOCKED};
+use super::{bump, lock, Channel, Inbound, Shared, CLOSE_BLOCKED, CLOSE_PEER_RESTARTED};
 
 /// The sending ends of the inbound queues, held by the accept loop and its connection tasks
 /// (not by [`Shared`]), so that the queues close once the endpoint is closed.
@@ -79,6 +79,11 @@ async fn handshake(shared: Arc<Shared>, senders: InboundSenders, incoming: quinn
     }
     bump(&shared.counters.connections_accepted, 1);
     tracing::debug!(%remote, "accepted internode connection");
+    // The peer just proved it is up (a restarted node dialing us, typically): stop waiting out
+    // the back-off towards it, so that our answers reach it now rather than seconds later.
+    if let Some(peer) = shared.known_peer(remote) {
+        peer.forget_backoff();
+    }
     serve_connection(shared, senders, connection).await;
 }
 
@@ -92,7 +97,31 @@ async fn serve_connection(
 ) {
     let from = connection.remote_address();
     let id = connection.stable_id();
-    lock(&shared.accepted).insert(id, connection.clone());
+    let older: Vec<quinn::Connection> = {
+        let mut accepted = lock(&shared.accepted);
+        let older = accepted
+            .values()
+            .filter(|c| c.remote_address() == from)
+            .cloned()
+            .collect();
+        accepted.insert(id, connection.clone());
+        older
+    };
+    // A peer dials us again while its previous connection is still open: it restarted (a live
+    // peer keeps using the connection it has). Its old connections, ours to it included, lead
+    // to a process that is gone.
+    if !older.is_empty() {
+        tracing::debug!(peer = %from, "peer dialed again: dropping connections to its previous incarnation");
+        for old in older {
+            old.close(
+                quinn::VarInt::from_u32(CLOSE_PEER_RESTARTED),
+                b"peer restarted",
+            );
+        }
+        if let Some(peer) = shared.known_peer(from) {
+            peer.drop_connection(CLOSE_PEER_RESTARTED, b"peer restarted");
+        }
+    }
     let reason = loop {
         tokio::select! {
             stream = connection.accept_uni() => match stream {

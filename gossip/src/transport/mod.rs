@@ -9,6 +9,12 @@
 //! one dialed by each side; a node writes only on the connections it dialed and reads only from
 //! the ones it accepted, which keeps ownership simple (the dialer owns reconnection and back-off).
 //!
+//! A peer that dials us while its previous connection is still open has restarted (a live peer
+//! keeps its connection). Our connection to its previous incarnation would swallow writes until
+//! the idle timeout — the new process cannot reset it, not knowing the old endpoint's reset key —
+//! so it is closed at once, and any dial back-off towards the peer is forgotten: a restarted node
+//! hears back on its first exchange instead of seconds later.
+//!
 //! Every message travels on **its own QUIC stream**, so a large or slow message never blocks
 //! another one (no head-of-line blocking) and a broken message affects only its stream:
 //!
@@ -403,6 +409,8 @@ impl Counters {
 /// Application close codes of our connections.
 const CLOSE_SHUTDOWN: u32 = 0;
 const CLOSE_BLOCKED: u32 = 1;
+/// Close code: the peer restarted; this connection led to its previous incarnation.
+const CLOSE_PEER_RESTARTED: u32 = 2;
 
 /// Locks a std mutex, recovering from poisoning: every critical section here leaves the data
 /// consistent, so a panic elsewhere must not take the transport down with it.
@@ -443,6 +451,11 @@ impl Shared {
             .entry(addr)
             .or_insert_with(|| Arc::new(Peer::new(addr, &self.config)))
             .clone()
+    }
+
+    /// The peer's state if this node ever sent to it.
+    fn known_peer(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
+        lock(&self.peers).get(&addr).cloned()
     }
 
     fn peers_at(&self, ip: IpAddr) -> Vec<Arc<Peer>> {

@@ -35,6 +35,8 @@ pub(crate) struct Peer {
     pub(crate) in_flight: Arc<Semaphore>,
     backoff_initial: Duration,
     backoff_max: Duration,
+    /// Wakes a writer sleeping through back-off when the back-off is forgotten.
+    wake: tokio::sync::Notify,
 }
 
 struct PeerState {
@@ -68,6 +70,7 @@ impl Peer {
             in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight)),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -82,11 +85,29 @@ impl Peer {
         state.queue.clear()
     }
 
-    /// Ends back-off: the next message dials at once.
-    pub(crate) fn forget_backoff(&self) {
+    /// Closes the connection we dialed (if any) without touching the queue: the next message
+    /// dials afresh. Used when the peer evidently restarted: a connection to its previous
+    /// incarnation would otherwise swallow writes until the idle timeout (the new process cannot
+    /// reset it, as it does not know the old endpoint's reset key).
+    pub(crate) fn drop_connection(&self, code: u32, reason: &[u8]) {
         let mut state = lock(&self.state);
-        state.failures = 0;
-        state.retry_at = None;
+        if let Some(connection) = state.connection.take() {
+            connection.close(quinn::VarInt::from_u32(code), reason);
+        }
+        state.last_stream = None;
+    }
+
+    /// Ends back-off: the next message dials at once, and a writer waiting out the back-off
+    /// goes on now.
+    pub(crate) fn forget_backoff(&self) {
+        let was_backing_off = {
+            let mut state = lock(&self.state);
+            state.failures = 0;
+            state.retry_at.take().is_some()
+        };
+        if was_backing_off {
+            self.wake.notify_one();
+        }
     }
 
     fn is_busy(&self) -> bool {
@@ -200,6 +221,7 @@ async fn run_writer(shared: Arc<Shared>, peer: Arc<Peer>) {
                 if let TransportError::Unreachable { retry_in, .. } = error {
                     tokio::select! {
                         _ = tokio::time::sleep(retry_in) => {}
+                        _ = peer.wake.notified() => {}
                         _ = shutdown.changed() => {}
                     }
                 } else {

@@ -45,19 +45,10 @@ pub struct MemberRow {
 }
 
 impl MemberRow {
-    /// Two letters as `nodetool status` shows them: `U`/`D` for up/down, then the gossip status
-    /// (`N`ormal, `J`oining, `L`eaving, `X` left, `B`oot, `S`hutdown, `?` unknown).
+    /// Two letters as `nodetool status` shows them, the same as `ringdb status`
+    /// ([`crate::status::state_code`]).
     pub fn code(&self) -> String {
-        let state = match self.status.to_ascii_uppercase().as_str() {
-            "NORMAL" => 'N',
-            "JOINING" => 'J',
-            "LEAVING" => 'L',
-            "LEFT" => 'X',
-            "BOOT" => 'B',
-            "SHUTDOWN" => 'S',
-            _ => '?',
-        };
-        format!("{}{state}", if self.up { 'U' } else { 'D' })
+        crate::status::state_code(self.up, &self.status.to_ascii_uppercase())
     }
 
     /// Up and NORMAL.
@@ -478,7 +469,7 @@ mod tests {
         assert_eq!(member(1, true, "NORMAL").code(), "UN");
         assert_eq!(member(1, false, "NORMAL").code(), "DN");
         assert_eq!(member(1, true, "JOINING").code(), "UJ");
-        assert_eq!(member(1, false, "SHUTDOWN").code(), "DS");
+        assert_eq!(member(1, false, "SHUTDOWN").code(), "DN");
         assert_eq!(member(1, false, "weird").code(), "D?");
     }
 }
