@@ -229,7 +229,7 @@ impl Driver {
         }
     }
 
-    /// Hands queued messages to the transport, publishes events and the new view.
+    /// Hands queued messages to the transport, publishes the new view and then the events.
     fn flush(&mut self) {
         while let Some((to, message)) = self.gossiper.poll_transmit() {
             match transport::encode(&message) {
@@ -243,10 +243,8 @@ impl Driver {
                 Err(e) => tracing::warn!(%to, error = %e, "cannot encode a gossip message"),
             }
         }
-        while let Some(event) = self.gossiper.poll_event() {
-            log_event(&event);
-            let _ = self.events.send(event);
-        }
+        // The view first, then the events: a subscriber that reads the view when it gets an
+        // event must see the state that event is about, never an older one.
         let view = self.gossiper.view();
         self.view.send_if_modified(|current| {
             if **current == view {
@@ -256,6 +254,10 @@ impl Driver {
                 true
             }
         });
+        while let Some(event) = self.gossiper.poll_event() {
+            log_event(&event);
+            let _ = self.events.send(event);
+        }
     }
 }
 
