@@ -126,11 +126,7 @@ async fn flusher(
                     tracing::error!(error = %e, "periodic flush failed");
                 }
             }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    break;
-                }
-            }
+            _ = crate::server::stopping(&mut shutdown) => break,
         }
     }
     // Drain: writers still queued get a final flush.

@@ -146,11 +146,7 @@ impl CqlServer {
                     });
                 }
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        break;
-                    }
-                }
+                _ = crate::server::stopping(&mut shutdown) => break,
             }
         }
         drop(self.listener);
@@ -255,11 +251,7 @@ impl Connection {
                         }
                     }
                 }
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        break 'conn;
-                    }
-                }
+                _ = crate::server::stopping(&mut shutdown) => break 'conn,
             }
         }
 

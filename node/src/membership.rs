@@ -9,7 +9,8 @@
 //!   `max(now in seconds, last + 1)`, so a restart always supersedes the old state in gossip even
 //!   when the clock went backwards.
 //! - **Application states** published: status `NORMAL`, host id, tokens, dc, rack, schema version
-//!   (followed as it changes), load (refreshed every [`LOAD_REFRESH`]), CQL address, release.
+//!   (followed as it changes), load (measured right after start, then every [`LOAD_REFRESH`];
+//!   the same figure feeds the `ringdb_storage_bytes` metric), CQL address, release.
 //! - **System tables**: `system.peers(_v2)` lists the other nodes that own tokens;
 //!   `system_views.cluster_status` every known node with liveness ([`cluster_info`]).
 //! - **Client events**: `STATUS_CHANGE` `UP`/`DOWN` and `TOPOLOGY_CHANGE` `NEW_NODE`/`REMOVED_NODE`
@@ -210,19 +211,12 @@ pub async fn start(
         ..GossipConfig::default()
     };
     let schema_version = executor.schema().version();
-    let load = {
-        let e = engine.clone();
-        tokio::task::spawn_blocking(move || e.disk_size())
-            .await
-            .unwrap_or(0)
-    };
     let initial_states = vec![
         (AppStateKey::HostId, identity.host_id.to_string()),
         (AppStateKey::Tokens, encode_tokens(&identity.tokens)),
         (AppStateKey::Dc, config.dc.clone()),
         (AppStateKey::Rack, config.rack.clone()),
         (AppStateKey::SchemaVersion, schema_version.to_string()),
-        (AppStateKey::Load, load.to_string()),
         (
             AppStateKey::NativeAddress,
             identity.native_address.to_string(),
@@ -281,7 +275,8 @@ pub async fn start(
     })
 }
 
-/// Follows the schema version and the load, and publishes them in gossip.
+/// Follows the schema version and the load (bytes on disk, measured at once and then every
+/// [`LOAD_REFRESH`]) and publishes them in gossip; the load is also the storage-size metric.
 async fn publish_local_changes(
     membership: Membership,
     executor: Executor,
@@ -302,14 +297,11 @@ async fn publish_local_changes(
             _ = load_ticker.tick() => {
                 let e = engine.clone();
                 if let Ok(size) = tokio::task::spawn_blocking(move || e.disk_size()).await {
+                    metrics::gauge!(crate::metrics::STORAGE_BYTES).set(size as f64);
                     membership.set_app_state(AppStateKey::Load, size.to_string()).await;
                 }
             }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = crate::server::stopping(&mut shutdown) => return,
         }
     }
 }
@@ -329,12 +321,7 @@ async fn export_metrics(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-                continue;
-            }
+            _ = crate::server::stopping(&mut shutdown) => return,
         }
         let view = membership.view();
         let up = view.endpoints.values().filter(|e| e.alive).count();
@@ -383,11 +370,7 @@ async fn push_client_events(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = crate::server::stopping(&mut shutdown) => return,
         }
     }
 }

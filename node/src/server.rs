@@ -161,10 +161,6 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     }
 
     let mut tasks = vec![flusher];
-    tasks.push(tokio::spawn(storage_gauge(
-        engine.clone(),
-        shutdown_rx.clone(),
-    )));
     tasks.push(tokio::spawn(purge_worker(
         engine.clone(),
         executor.clone(),
@@ -264,26 +260,6 @@ fn load_or_create_identity(engine: &dyn Engine, num_tokens: u32) -> anyhow::Resu
     Ok(Identity { host_id, tokens })
 }
 
-/// Publishes the storage size every few seconds.
-async fn storage_gauge(engine: Arc<dyn Engine>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                let e = engine.clone();
-                if let Ok(size) = tokio::task::spawn_blocking(move || e.disk_size()).await {
-                    metrics::gauge!(crate::metrics::STORAGE_BYTES).set(size as f64);
-                }
-            }
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// How often expired data and old tombstones are purged.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -300,12 +276,7 @@ async fn purge_worker(
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-                continue;
-            }
+            _ = crate::server::stopping(&mut shutdown) => return,
         }
         let schema = executor.schema();
         let tables: Vec<_> = schema
@@ -335,6 +306,13 @@ async fn purge_worker(
             }
         }
     }
+}
+
+/// Resolves once the node's shutdown signal turns true, or when its sender is gone (the node
+/// was dropped without a graceful stop): background loops end either way instead of spinning on
+/// a closed channel.
+pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

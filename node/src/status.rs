@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use ringdb_cql::client::{Client, ClientOptions, QueryOptions, NO_VALUES};
+use ringdb_cql::client::{Client, ClientOptions, QueryOptions, Rows, NO_VALUES};
 use ringdb_cql::types::CqlValue;
 use serde::Serialize;
 
@@ -90,90 +90,113 @@ pub async fn fetch(target: &str, timeout: Duration) -> anyhow::Result<Vec<NodeSt
     let rows = result
         .into_rows()
         .ok_or_else(|| anyhow!("{addr} returned no rows for system_views.cluster_status"))?;
-    let col = |name: &str| {
-        rows.column_index(name)
-            .ok_or_else(|| anyhow!("system_views.cluster_status has no column {name}"))
-    };
-    let (c_peer, c_port, c_dc, c_rack, c_status, c_up) = (
-        col("peer")?,
-        col("storage_port")?,
-        col("data_center")?,
-        col("rack")?,
-        col("status")?,
-        col("up")?,
-    );
-    let (c_load, c_tokens, c_host, c_gen, c_hb, c_schema) = (
-        col("load")?,
-        col("tokens")?,
-        col("host_id")?,
-        col("generation")?,
-        col("heartbeat")?,
-        col("schema_version")?,
-    );
-    let (c_naddr, c_nport, c_rel, c_local) = (
-        col("native_address")?,
-        col("native_port")?,
-        col("release_version")?,
-        col("local")?,
-    );
-    let mut out = Vec::new();
-    for r in &rows.rows {
-        let get = |i: usize| r.get(i).and_then(|v| v.as_ref());
-        let text = |i: usize| match get(i) {
-            Some(CqlValue::Text(s)) => Some(s.clone()),
-            Some(CqlValue::Uuid(u)) | Some(CqlValue::Timeuuid(u)) => {
-                Some(uuid::Uuid::from_bytes(*u).to_string())
-            }
-            _ => None,
-        };
-        let Some(CqlValue::Inet(address)) = get(c_peer) else {
-            continue;
-        };
-        let int = |i: usize| match get(i) {
-            Some(CqlValue::Int(v)) => Some(i64::from(*v)),
-            Some(CqlValue::BigInt(v)) => Some(*v),
-            _ => None,
-        };
-        let tokens: Vec<i64> = match get(c_tokens) {
-            Some(CqlValue::Set(items)) | Some(CqlValue::List(items)) => items
-                .iter()
-                .filter_map(|t| match t {
-                    CqlValue::Text(s) => s.parse().ok(),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let up = matches!(get(c_up), Some(CqlValue::Boolean(true)));
-        let gossip_status = text(c_status).unwrap_or_else(|| "UNKNOWN".into());
-        let native_address = match (get(c_naddr), int(c_nport)) {
-            (Some(CqlValue::Inet(ip)), Some(port)) => {
-                Some(std::net::SocketAddr::new(*ip, port as u16).to_string())
-            }
-            _ => None,
-        };
-        out.push(NodeStatusRow {
-            address: *address,
-            storage_port: int(c_port).unwrap_or(0) as u16,
-            dc: text(c_dc).unwrap_or_else(|| "?".into()),
-            rack: text(c_rack).unwrap_or_else(|| "?".into()),
-            state: state_code(up, &gossip_status),
-            gossip_status,
-            up,
-            load: int(c_load),
-            tokens,
-            owns: None,
-            host_id: text(c_host),
-            generation: int(c_gen).unwrap_or(0),
-            heartbeat: int(c_hb).unwrap_or(0),
-            schema_version: text(c_schema),
-            native_address,
-            release_version: text(c_rel),
-            local: matches!(get(c_local), Some(CqlValue::Boolean(true))),
-        });
-    }
+    let mut out = parse_cluster_status(&rows);
     fill_ownership(&mut out);
     Ok(out)
+}
+
+/// `system_views.cluster_status` rows as read by a client (rows without a readable `peer` are
+/// skipped). Ownership is left for [`fill_ownership`].
+pub fn parse_cluster_status(rows: &Rows) -> Vec<NodeStatusRow> {
+    rows.rows
+        .iter()
+        .filter_map(|row| {
+            let get = |column: &str| cell(rows, row, column);
+            let up = boolean(get("up")).unwrap_or(false);
+            let gossip_status = text(get("status")).unwrap_or_else(|| "UNKNOWN".into());
+            let native_address = match (inet(get("native_address")), bigint(get("native_port"))) {
+                (Some(ip), Some(port)) => {
+                    Some(std::net::SocketAddr::new(ip, port as u16).to_string())
+                }
+                _ => None,
+            };
+            Some(NodeStatusRow {
+                address: inet(get("peer"))?,
+                storage_port: bigint(get("storage_port")).unwrap_or(0) as u16,
+                dc: text(get("data_center")).unwrap_or_else(|| "?".into()),
+                rack: text(get("rack")).unwrap_or_else(|| "?".into()),
+                state: state_code(up, &gossip_status),
+                gossip_status,
+                up,
+                load: bigint(get("load")),
+                tokens: text_set(get("tokens"))
+                    .iter()
+                    .filter_map(|t| t.parse().ok())
+                    .collect(),
+                owns: None,
+                host_id: uuid(get("host_id")),
+                generation: bigint(get("generation")).unwrap_or(0),
+                heartbeat: bigint(get("heartbeat")).unwrap_or(0),
+                schema_version: uuid(get("schema_version")),
+                native_address,
+                release_version: text(get("release_version")),
+                local: boolean(get("local")).unwrap_or(false),
+            })
+        })
+        .collect()
+}
+
+/// Reads a column of a result row by name.
+pub(crate) fn cell<'a>(
+    rows: &Rows,
+    row: &'a [Option<CqlValue>],
+    column: &str,
+) -> Option<&'a CqlValue> {
+    rows.column_index(column)
+        .and_then(|i| row.get(i))
+        .and_then(Option::as_ref)
+}
+
+/// A value as text (text as is, anything else rendered as CQL literal).
+pub(crate) fn text(value: Option<&CqlValue>) -> Option<String> {
+    match value? {
+        CqlValue::Text(s) | CqlValue::Ascii(s) => Some(s.clone()),
+        other => Some(other.render()),
+    }
+}
+
+/// An `inet` (or its text form).
+pub(crate) fn inet(value: Option<&CqlValue>) -> Option<IpAddr> {
+    match value? {
+        CqlValue::Inet(ip) => Some(*ip),
+        CqlValue::Text(s) | CqlValue::Ascii(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Any integer column as `i64`.
+pub(crate) fn bigint(value: Option<&CqlValue>) -> Option<i64> {
+    match value? {
+        CqlValue::BigInt(v) | CqlValue::Counter(v) | CqlValue::Timestamp(v) => Some(*v),
+        CqlValue::Int(v) => Some(i64::from(*v)),
+        _ => None,
+    }
+}
+
+/// A boolean column.
+pub(crate) fn boolean(value: Option<&CqlValue>) -> Option<bool> {
+    match value? {
+        CqlValue::Boolean(b) => Some(*b),
+        _ => None,
+    }
+}
+
+/// A uuid column in its usual text form.
+pub(crate) fn uuid(value: Option<&CqlValue>) -> Option<String> {
+    match value? {
+        CqlValue::Uuid(b) | CqlValue::Timeuuid(b) => Some(uuid::Uuid::from_bytes(*b).to_string()),
+        other => text(Some(other)),
+    }
+}
+
+/// A set or list column as text items.
+pub(crate) fn text_set(value: Option<&CqlValue>) -> Vec<String> {
+    match value {
+        Some(CqlValue::Set(items) | CqlValue::List(items)) => {
+            items.iter().filter_map(|v| text(Some(v))).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// `HOST[:PORT]` with the CQL port defaulting to 9042 (`[v6]:port` or a bare IPv6 address too).

@@ -441,17 +441,15 @@ impl Cluster {
                 self.say(&format!(
                     "{name}: still running {STOP_TIMEOUT:?} after SIGTERM; sending SIGKILL"
                 ));
-                self.send(name, *pid, libc::SIGKILL, "SIGKILL")?;
-                let deadline = Instant::now() + SIGNAL_TIMEOUT;
-                if !self
-                    .wait_state_async(name, |s| !s.is_alive(), deadline)
-                    .await
-                {
-                    return Err(ClusterError::Stuck {
-                        node: name.clone(),
-                        what: format!("pid {pid} still exists {SIGNAL_TIMEOUT:?} after SIGKILL"),
-                    });
-                }
+                self.signal_and_wait(
+                    name,
+                    *pid,
+                    libc::SIGKILL,
+                    "SIGKILL",
+                    |s| !s.is_alive(),
+                    "still exists",
+                )
+                .await?;
             }
         }
         let names = names.to_vec();
@@ -470,17 +468,15 @@ impl Cluster {
     /// node shows as `dead` afterwards.
     pub async fn kill_node(&self, name: &str) -> Result<(), ClusterError> {
         let pid = self.alive_pid(name, "nothing to kill")?;
-        self.send(name, pid, libc::SIGKILL, "SIGKILL")?;
-        let deadline = Instant::now() + SIGNAL_TIMEOUT;
-        if !self
-            .wait_state_async(name, |s| !s.is_alive(), deadline)
-            .await
-        {
-            return Err(ClusterError::Stuck {
-                node: name.to_string(),
-                what: format!("pid {pid} still exists {SIGNAL_TIMEOUT:?} after SIGKILL"),
-            });
-        }
+        self.signal_and_wait(
+            name,
+            pid,
+            libc::SIGKILL,
+            "SIGKILL",
+            |s| !s.is_alive(),
+            "still exists",
+        )
+        .await?;
         self.say(&format!("{name}: killed (pid {pid})"));
         Ok(())
     }
@@ -496,17 +492,15 @@ impl Cluster {
                 hint: "only a running node can be paused".into(),
             });
         };
-        self.send(name, pid, libc::SIGSTOP, "SIGSTOP")?;
-        let deadline = Instant::now() + SIGNAL_TIMEOUT;
-        if !self
-            .wait_state_async(name, |s| s == ProcessState::Paused, deadline)
-            .await
-        {
-            return Err(ClusterError::Stuck {
-                node: name.to_string(),
-                what: format!("pid {pid} not stopped {SIGNAL_TIMEOUT:?} after SIGSTOP"),
-            });
-        }
+        self.signal_and_wait(
+            name,
+            pid,
+            libc::SIGSTOP,
+            "SIGSTOP",
+            |s| s == ProcessState::Paused,
+            "not stopped",
+        )
+        .await?;
         self.say(&format!("{name}: paused (pid {pid})"));
         Ok(())
     }
@@ -522,19 +516,39 @@ impl Cluster {
                 hint: "only a paused node can be resumed".into(),
             });
         };
-        self.send(name, pid, libc::SIGCONT, "SIGCONT")?;
-        let deadline = Instant::now() + SIGNAL_TIMEOUT;
-        if !self
-            .wait_state_async(name, |s| s != ProcessState::Paused, deadline)
-            .await
-        {
-            return Err(ClusterError::Stuck {
-                node: name.to_string(),
-                what: format!("pid {pid} still stopped {SIGNAL_TIMEOUT:?} after SIGCONT"),
-            });
-        }
+        self.signal_and_wait(
+            name,
+            pid,
+            libc::SIGCONT,
+            "SIGCONT",
+            |s| s != ProcessState::Paused,
+            "still stopped",
+        )
+        .await?;
         self.say(&format!("{name}: resumed (pid {pid})"));
         Ok(())
+    }
+
+    /// Sends `signal` to the node's process and waits (at most [`SIGNAL_TIMEOUT`]) until its
+    /// state satisfies `reached`; otherwise the node is `Stuck` ("pid P <stuck> … after SIG…").
+    async fn signal_and_wait(
+        &self,
+        name: &str,
+        pid: u32,
+        signal: libc::c_int,
+        signal_name: &'static str,
+        reached: impl Fn(ProcessState) -> bool,
+        stuck: &str,
+    ) -> Result<(), ClusterError> {
+        self.send(name, pid, signal, signal_name)?;
+        let deadline = Instant::now() + SIGNAL_TIMEOUT;
+        if self.wait_state_async(name, reached, deadline).await {
+            return Ok(());
+        }
+        Err(ClusterError::Stuck {
+            node: name.to_string(),
+            what: format!("pid {pid} {stuck} {SIGNAL_TIMEOUT:?} after {signal_name}"),
+        })
     }
 
     fn alive_pid(&self, name: &str, hint: &str) -> Result<u32, ClusterError> {

@@ -15,9 +15,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::status::{cell, inet, text, text_set, uuid};
 use ringdb_cql::client::{Client, ClientError, ClientOptions, QueryOptions, Rows, NO_VALUES};
 use ringdb_cql::message::error_code;
-use ringdb_cql::types::CqlValue;
 
 /// One row of a node's `system.peers`.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,59 +127,6 @@ async fn select_all(client: &Client, cql: &str) -> Result<Option<Rows>, ClientEr
         .into_rows())
 }
 
-/// Reads a column of a row by name.
-fn cell<'a>(rows: &Rows, row: &'a [Option<CqlValue>], column: &str) -> Option<&'a CqlValue> {
-    rows.column_index(column)
-        .and_then(|i| row.get(i))
-        .and_then(Option::as_ref)
-}
-
-fn text(value: Option<&CqlValue>) -> Option<String> {
-    match value? {
-        CqlValue::Text(s) | CqlValue::Ascii(s) => Some(s.clone()),
-        other => Some(other.render()),
-    }
-}
-
-fn inet(value: Option<&CqlValue>) -> Option<IpAddr> {
-    match value? {
-        CqlValue::Inet(ip) => Some(*ip),
-        CqlValue::Text(s) | CqlValue::Ascii(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn bigint(value: Option<&CqlValue>) -> Option<i64> {
-    match value? {
-        CqlValue::BigInt(v) | CqlValue::Counter(v) | CqlValue::Timestamp(v) => Some(*v),
-        CqlValue::Int(v) => Some(i64::from(*v)),
-        _ => None,
-    }
-}
-
-fn boolean(value: Option<&CqlValue>) -> Option<bool> {
-    match value? {
-        CqlValue::Boolean(b) => Some(*b),
-        _ => None,
-    }
-}
-
-fn uuid(value: Option<&CqlValue>) -> Option<String> {
-    match value? {
-        CqlValue::Uuid(b) | CqlValue::Timeuuid(b) => Some(uuid::Uuid::from_bytes(*b).to_string()),
-        other => text(Some(other)),
-    }
-}
-
-fn text_set(value: Option<&CqlValue>) -> Vec<String> {
-    match value {
-        Some(CqlValue::Set(items) | CqlValue::List(items)) => {
-            items.iter().filter_map(|v| text(Some(v))).collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
 /// `system.peers` rows (rows without a readable `peer` are skipped).
 pub fn peer_rows(rows: &Rows) -> Vec<PeerRow> {
     rows.rows
@@ -196,23 +143,22 @@ pub fn peer_rows(rows: &Rows) -> Vec<PeerRow> {
         .collect()
 }
 
-/// `system_views.cluster_status` rows (rows without a readable `peer` are skipped).
+/// `system_views.cluster_status` rows (rows without a readable `peer` are skipped), read the
+/// way `ringdb status` reads them.
 pub fn member_rows(rows: &Rows) -> Vec<MemberRow> {
-    rows.rows
-        .iter()
-        .filter_map(|row| {
-            Some(MemberRow {
-                peer: inet(cell(rows, row, "peer"))?,
-                status: text(cell(rows, row, "status")).unwrap_or_else(|| "UNKNOWN".into()),
-                up: boolean(cell(rows, row, "up")).unwrap_or(false),
-                local: boolean(cell(rows, row, "local")).unwrap_or(false),
-                generation: bigint(cell(rows, row, "generation")),
-                heartbeat: bigint(cell(rows, row, "heartbeat")),
-                host_id: uuid(cell(rows, row, "host_id")),
-                data_center: text(cell(rows, row, "data_center")),
-                rack: text(cell(rows, row, "rack")),
-                tokens: text_set(cell(rows, row, "tokens")),
-            })
+    crate::status::parse_cluster_status(rows)
+        .into_iter()
+        .map(|r| MemberRow {
+            peer: r.address,
+            status: r.gossip_status,
+            up: r.up,
+            local: r.local,
+            generation: Some(r.generation),
+            heartbeat: Some(r.heartbeat),
+            host_id: r.host_id,
+            data_center: Some(r.dc).filter(|d| d != "?"),
+            rack: Some(r.rack).filter(|r| r != "?"),
+            tokens: r.tokens.iter().map(i64::to_string).collect(),
         })
         .collect()
 }
