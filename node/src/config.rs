@@ -82,6 +82,9 @@ pub struct Config {
     /// Suspicion level (phi) past which the failure detector marks a peer down. Higher: fewer
     /// false downs on a jittery network, slower detection of real ones.
     pub phi_convict_threshold: f64,
+    /// The replication factor a joining node balances its tokens for (Cassandra's
+    /// `allocate_tokens_for_local_replication_factor`).
+    pub allocate_tokens_for_local_replication_factor: u32,
     /// Datacenter of this node.
     pub dc: String,
     /// Rack of this node within its datacenter.
@@ -101,9 +104,10 @@ pub struct Config {
     /// Log filter when `RUST_LOG` is not set (`error`, `warn`, `info`, `debug`, `trace`, or a
     /// `tracing` filter directive such as `info,ringdb_node=debug`).
     pub log_level: String,
-    /// How long a coordinator waits for write acknowledgements, milliseconds.
+    /// How long a coordinator waits for the acknowledgements a write's consistency level needs,
+    /// milliseconds; past it the client gets WriteTimeout (the write may still be applied).
     pub write_request_timeout_ms: u64,
-    /// How long a coordinator waits for read responses, milliseconds.
+    /// How long a coordinator waits for a read's replicas, milliseconds (ReadTimeout past it).
     pub read_request_timeout_ms: u64,
 }
 
@@ -126,6 +130,7 @@ impl Default for Config {
             internode_key: None,
             gossip_interval_ms: 150,
             phi_convict_threshold: 8.0,
+            allocate_tokens_for_local_replication_factor: 3,
             dc: "dc1".to_string(),
             rack: "rack1".to_string(),
             num_tokens: 16,
@@ -402,6 +407,15 @@ impl Config {
             return Err(bad(
                 "phi_convict_threshold",
                 format!("{} is not in 1..=64", self.phi_convict_threshold),
+            ));
+        }
+        if !(1..=32).contains(&self.allocate_tokens_for_local_replication_factor) {
+            return Err(bad(
+                "allocate_tokens_for_local_replication_factor",
+                format!(
+                    "{} is not in 1..=32",
+                    self.allocate_tokens_for_local_replication_factor
+                ),
             ));
         }
         Ok(())

@@ -6,7 +6,12 @@
 //! - [`clock`]: the hybrid logical clock that stamps writes.
 //! - [`schema`]: keyspaces and tables, persisted, versioned.
 //! - [`executor`]: runs CQL-lite statements against the data path; system tables; DESCRIBE.
+//! - [`coordinator`]: the cluster data path: replicas, consistency levels, read repair, scans.
+//! - [`replica`]: what a node does with the verbs coordinators send it.
+//! - [`verbs`]: the internode data and schema messages.
+//! - [`schema_link`]: schema synchronization wired to gossip and the transport.
 //! - [`cql_server`]: the native protocol v4 listener.
+//! - [`join`]: a joining node chooses balanced tokens, one joiner at a time through gossip.
 //! - [`membership`]: internode transport and gossip started for the node; peers and client events.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: wires a node together and runs it until shutdown.
@@ -17,11 +22,16 @@ pub mod clock;
 pub mod cluster;
 pub mod commitlog;
 pub mod config;
+pub mod coordinator;
 pub mod cql_server;
 pub mod executor;
+pub mod join;
 pub mod membership;
 pub mod metrics;
+pub mod replica;
 pub mod schema;
+pub mod schema_link;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod verbs;

@@ -180,12 +180,21 @@ async fn resolve_seeds(config: &Config, local: SocketAddr) -> Vec<Endpoint> {
     out
 }
 
+/// The node's data plane, served over the transport once it is up.
+pub struct DataPlane {
+    /// This node as a replica: answers verbs from coordinators.
+    pub replica: Arc<crate::replica::Replica>,
+    /// This node as a coordinator: follows the ring from gossip.
+    pub coordinator: Arc<crate::coordinator::Coordinator>,
+}
+
 /// Starts the transport and gossip, wires the system tables and client events.
 pub async fn start(
     config: &Config,
     engine: Arc<dyn Engine>,
     identity: LocalIdentity,
     executor: &Executor,
+    data: DataPlane,
     cql_events: broadcast::Sender<Event>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<NodeMembership> {
@@ -238,20 +247,47 @@ pub async fn start(
         transport.clone(),
         inbound.gossip,
     );
-    // Verbs arrive from the next milestone on; until then refuse them cleanly.
-    let mut verbs = inbound.verbs;
-    let verbs_task = tokio::spawn(async move {
-        while let Some(msg) = verbs.recv().await {
-            tracing::debug!(from = %msg.from, "no data verbs yet; dropping a verb message");
-        }
+    let schema_store = executor.schema_store().clone();
+    let verbs_task = tokio::spawn(crate::replica::serve(
+        data.replica.clone(),
+        Arc::new(crate::schema_link::StoreSchemaVerbs(schema_store.clone())),
+        inbound.verbs,
+        shutdown.clone(),
+    ));
+    let schema_peers =
+        crate::schema_link::GossipSchemaPeers::new(transport.clone(), membership.clone());
+    let (schema_changes, schema_changes_task) =
+        crate::schema_link::schema_view_changes(&membership, shutdown.clone());
+    let schema_sync_task = tokio::spawn(crate::schema::sync::run_schema_sync(
+        schema_store.clone(),
+        schema_peers.clone(),
+        schema_changes,
+        shutdown.clone(),
+    ));
+    executor.set_schema_announcer(move || {
+        let store = schema_store.clone();
+        let peers = schema_peers.clone();
+        Box::pin(async move {
+            crate::schema::sync::announce(&store, &*peers, crate::schema_link::SCHEMA_RPC_TIMEOUT)
+                .await
+        })
     });
+    let ring_task = data
+        .coordinator
+        .attach(transport.clone(), &membership, shutdown.clone());
 
     {
         let m = membership.clone();
         executor.set_cluster_info(move || cluster_info(&m.view(), m.generation()));
     }
 
-    let mut tasks = vec![gossip_task, verbs_task];
+    let mut tasks = vec![
+        gossip_task,
+        verbs_task,
+        ring_task,
+        schema_changes_task,
+        schema_sync_task,
+    ];
     tasks.push(tokio::spawn(publish_local_changes(
         membership.clone(),
         executor.clone(),

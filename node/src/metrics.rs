@@ -23,6 +23,10 @@
 //! | `ringdb_internode_bytes_received_total` | counter | — |
 //! | `ringdb_internode_dropped_total` | counter | `reason` (queue_full, inbound_full, unsent, blocked) |
 //! | `ringdb_internode_handshakes_refused_total` | counter | — |
+//! | `ringdb_coordinator_requests_total` | counter | `op` (write, read: per partition; scan: per ring piece), `replica` (yes: this node is a replica of the partition, no, n/a) |
+//! | `ringdb_coordinator_errors_total` | counter | `kind` (unavailable, write_timeout, write_failure, read_timeout, read_failure) |
+//! | `ringdb_read_repairs_total` | counter | `phase` (mismatch: reads whose replicas disagreed, repaired: replicas written back) |
+//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate) received from other nodes |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,6 +49,10 @@ pub const INTERNODE_BYTES_SENT: &str = "ringdb_internode_bytes_sent_total";
 pub const INTERNODE_BYTES_RECEIVED: &str = "ringdb_internode_bytes_received_total";
 pub const INTERNODE_DROPPED: &str = "ringdb_internode_dropped_total";
 pub const INTERNODE_HANDSHAKES_REFUSED: &str = "ringdb_internode_handshakes_refused_total";
+pub const COORDINATOR_REQUESTS: &str = "ringdb_coordinator_requests_total";
+pub const COORDINATOR_ERRORS: &str = "ringdb_coordinator_errors_total";
+pub const READ_REPAIRS: &str = "ringdb_read_repairs_total";
+pub const REPLICA_VERBS: &str = "ringdb_replica_verbs_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -103,5 +111,28 @@ fn describe() {
     describe_counter!(
         INTERNODE_HANDSHAKES_REFUSED,
         "Internode connections refused (certificate not from the cluster CA, or none)"
+    );
+    describe_counter!(
+        COORDINATOR_REQUESTS,
+        "Requests this node coordinated, by operation and whether it is a replica of the key"
+    );
+    describe_counter!(
+        COORDINATOR_ERRORS,
+        "Coordinated requests that failed, by kind"
+    );
+    // Exported from the start (at zero), so that a scrape before the first request already
+    // shows them and rates need no special case.
+    for op in ["write", "read"] {
+        for replica in ["yes", "no"] {
+            metrics::counter!(COORDINATOR_REQUESTS, "op" => op, "replica" => replica).absolute(0);
+        }
+    }
+    describe_counter!(
+        READ_REPAIRS,
+        "Read repair: mismatched reads and replicas repaired"
+    );
+    describe_counter!(
+        REPLICA_VERBS,
+        "Data verbs received from other nodes, by verb"
     );
 }

@@ -151,7 +151,21 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         release_version: RELEASE_VERSION.to_string(),
         partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".to_string(),
     };
-    let executor = Executor::new(engine.clone(), commit, schema, node_info);
+    let clock = crate::clock::HybridClock::system();
+    let replica =
+        crate::replica::Replica::new(engine.clone(), commit, schema.clone(), clock.clone());
+    let coordinator = crate::coordinator::Coordinator::new(
+        replica.clone(),
+        schema.clone(),
+        crate::coordinator::CoordinatorConfig {
+            local: crate::coordinator::placement::host_id(identity.host_id),
+            dc: config.dc.clone(),
+            rack: config.rack.clone(),
+            write_timeout: Duration::from_millis(config.write_request_timeout_ms),
+            read_timeout: Duration::from_millis(config.read_request_timeout_ms),
+        },
+    );
+    let executor = Executor::with_data_path(coordinator.clone(), schema, node_info, clock);
 
     if options.install_metrics && config.prometheus_port != 0 {
         let addr = SocketAddr::new(config.native_transport_address, config.prometheus_port);
@@ -161,6 +175,11 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     }
 
     let mut tasks = vec![flusher];
+    tasks.push(tokio::spawn(crate::schema::sync::purge_dropped_tables(
+        executor.schema_store().clone(),
+        engine.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(purge_worker(
         engine.clone(),
         executor.clone(),
@@ -191,6 +210,10 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
             release_version: RELEASE_VERSION.to_string(),
         },
         &executor,
+        crate::membership::DataPlane {
+            replica,
+            coordinator,
+        },
         server.event_sender(),
         shutdown_rx.clone(),
     )

@@ -299,6 +299,23 @@ impl ReplicaMap {
         self.replicas_at(if i == self.ends.len() { 0 } else { i })
     }
 
+    /// For a range scan walking the ring upward from `token`: the last token of the piece of
+    /// ring that starts at `token` and has one replica set, and that replica set. The piece ends
+    /// at the vnode token that closes `token`'s range, or at `Token(i64::MAX)` for the part of
+    /// the wrapping range above the highest vnode token (which never wraps: a scan in token
+    /// order continues from `i64::MIN`). `None` for an empty ring.
+    pub fn segment_from(&self, token: Token) -> Option<(Token, &[HostId])> {
+        if self.ends.is_empty() {
+            return None;
+        }
+        let i = self.ends.partition_point(|&end| end < token);
+        Some(if i == self.ends.len() {
+            (Token(i64::MAX), self.replicas_at(0))
+        } else {
+            (self.ends[i], self.replicas_at(i))
+        })
+    }
+
     fn replicas_at(&self, index: usize) -> &[HostId] {
         &self.replicas[self.offsets[index]..self.offsets[index + 1]]
     }
@@ -447,6 +464,24 @@ mod tests {
         assert_eq!(s.replicas(&ring, Token(25)), ids(&[3, 4, 5]));
         // dc3 has no factor: never a replica.
         assert_eq!(s.replicas(&ring, Token(55)), ids(&[1, 2, 5]));
+    }
+
+    #[test]
+    fn segments_walk_the_ring_in_token_order() {
+        let ring = ring(vec![ep(1, "dc1", "r1", &[-100, 0, 100])]);
+        let map = ReplicaMap::new(&ring, &SimpleStrategy { rf: 1 });
+        let h = HostId::from_u128(1);
+        assert_eq!(
+            map.segment_from(Token(i64::MIN)),
+            Some((Token(-100), &[h][..]))
+        );
+        assert_eq!(map.segment_from(Token(-100)), Some((Token(-100), &[h][..])));
+        assert_eq!(map.segment_from(Token(-99)), Some((Token(0), &[h][..])));
+        assert_eq!(
+            map.segment_from(Token(101)),
+            Some((Token(i64::MAX), &[h][..]))
+        );
+        assert_eq!(ReplicaMap::default().segment_from(Token(0)), None);
     }
 
     #[test]

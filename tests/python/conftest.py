@@ -201,3 +201,274 @@ def pytest_runtest_makereport(item, call):
         for c in ACTIVE_CLUSTERS:
             c.keep = True
             report.sections.append((f"ringdb cluster {c.name}", c.describe_for_failure()))
+
+
+# -- replicated clusters: node control, bounded waits, driver sessions ------------------------------
+#
+# Used by the replication / consistency / schema-agreement tests (test_consistency.py,
+# test_schema_agreement.py). A ReplicatedCluster is a RingdbCluster with one or several
+# datacenters, made and removed per test (`replicated_cluster` is function-scoped, so a test that
+# kills nodes never leaves a damaged cluster to the next one).
+
+import json  # noqa: E402 - this section is appended to the file
+import time  # noqa: E402
+
+WAIT_TIMEOUT = 60.0  # seconds a node may take to be seen down or up by the others
+STATUS_TIMEOUT = 30.0  # seconds one `ringdb status` may take
+NO_RETRY = "no_retry"  # execution profile of ReplicatedCluster drivers that never retries
+
+
+class ReplicatedCluster(RingdbCluster):
+    """A cluster of `dcs` nodes per datacenter ([3] or [3, 3]: dc1 = node1..3, dc2 = node4..6)
+    with the operations failure tests need: kill and start nodes through the CLI, bounded waits on
+    how the nodes see each other (`ringdb status --json`), and cassandra-driver clusters that are
+    shut down with it."""
+
+    NO_RETRY = NO_RETRY
+
+    def __init__(self, binary: Path, name: str, dir: Path, dcs: list[int]):
+        super().__init__(binary, name, dir, sum(dcs))
+        self.dcs = list(dcs)
+        self._drivers: list = []
+        self._pinned: dict = {}
+
+    def create_and_start(self) -> "ReplicatedCluster":
+        # These tests kill -9 nodes and then count acknowledged writes: with the default
+        # `commitlog_sync: periodic` a killed process may lose up to a sync period of
+        # acknowledged writes, by design. `batch` acknowledges only what is on disk.
+        self.cli(
+            "create", self.name, "-n", ":".join(str(n) for n in self.dcs),
+            "--set", "commitlog_sync=batch",
+            "--base-ip", self.base_ip, "--start", "--timeout", str(int(CLUSTER_TIMEOUT)),
+            timeout=CLUSTER_TIMEOUT + 60,
+        )
+        return self
+
+    def dc_of(self, k: int) -> str:
+        """The datacenter of node K (`ringdb cluster create -n A:B` numbers dc1's nodes first)."""
+        first = 1
+        for i, n in enumerate(self.dcs, start=1):
+            if first <= k < first + n:
+                return f"dc{i}"
+            first += n
+        raise ValueError(f"no node{k} in a cluster of {self.nodes}")
+
+    def nodes_in(self, dc: str) -> list[int]:
+        return [k for k in range(1, self.nodes + 1) if self.dc_of(k) == dc]
+
+    # -- node control ----------------------------------------------------------------------------
+
+    def kill(self, *ks: int) -> None:
+        """SIGKILL node K (`ringdb cluster kill`; returns once the process is gone)."""
+        for k in ks:
+            session = self._pinned.pop(k, None)
+            if session is not None:
+                session.cluster.shutdown()
+            self.cli("kill", self.name, f"node{k}")
+
+    def start_stopped(self) -> float:
+        """Starts every killed or stopped node (`ringdb cluster start NAME`, which waits until the
+        running nodes see each other up) and then waits for `cluster status` to report all UN;
+        returns the seconds it took."""
+        begin = time.monotonic()
+        self.cli("start", self.name, "--timeout", str(int(CLUSTER_TIMEOUT)),
+                 timeout=CLUSTER_TIMEOUT + 60)
+        self.wait_all_up()
+        return time.monotonic() - begin
+
+    def wait_all_up(self, timeout: float = CLUSTER_TIMEOUT) -> float:
+        """Polls `ringdb cluster status` until it exits 0 (every node runs and sees every node
+        UN); returns the seconds it took."""
+        begin = time.monotonic()
+        deadline = begin + timeout
+        while True:
+            result = self.cli("status", self.name, check=False)
+            if result.returncode == 0:
+                return time.monotonic() - begin
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"cluster {self.name} not all UN within {timeout}s; last `cluster status` "
+                    f"(exit {result.returncode}):\n{result.stdout}{result.stderr}"
+                )
+            time.sleep(0.5)
+
+    # -- how the nodes see each other ------------------------------------------------------------
+
+    def status_json(self, k: int) -> dict:
+        """`ringdb status --host IP --json` run against node K."""
+        cmd = [str(self.binary), "status", "--host", self.ip(k), "--json"]
+        result = run(cmd, timeout=STATUS_TIMEOUT, env=_scrubbed_env())
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`{' '.join(cmd)}` exited with {result.returncode}\n{result.stdout}{result.stderr}"
+            )
+        return json.loads(result.stdout)
+
+    def state_seen(self, observer: int, target: int) -> str | None:
+        """The two-letter state (UN, DN, …) node OBSERVER shows for node TARGET, None if absent."""
+        for nodes in self.status_json(observer).get("datacenters", {}).values():
+            for n in nodes:
+                if n.get("address") == self.ip(target):
+                    return n.get("state")
+        return None
+
+    def wait_seen(self, observers, targets, want: str, timeout: float = WAIT_TIMEOUT) -> float:
+        """Waits until every node of OBSERVERS shows every node of TARGETS as down (want="down":
+        state D?) or up and normal (want="up": UN); returns the seconds it took."""
+        assert want in ("up", "down"), want
+        begin = time.monotonic()
+        deadline = begin + timeout
+        while True:
+            lacking = []
+            for o in observers:
+                for t in targets:
+                    try:
+                        state = self.state_seen(o, t)
+                    except Exception as e:  # noqa: BLE001 - reported below if it persists
+                        state = f"error: {e}"
+                    ok = state == "UN" if want == "up" else bool(state) and state.startswith("D")
+                    if not ok:
+                        lacking.append(f"node{o} sees node{t} as {state}")
+            if not lacking:
+                elapsed = time.monotonic() - begin
+                print(f"{self.name}: nodes {list(observers)} see {list(targets)} {want} "
+                      f"after {elapsed:.2f}s")
+                return elapsed
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"within {timeout}s not every node saw {want}: " + "; ".join(lacking)
+                )
+            time.sleep(0.2)
+
+    # -- cassandra-driver ------------------------------------------------------------------------
+
+    def driver(self, *ks: int, pinned: bool = False, local_dc: str | None = None, **kwargs):
+        """A cassandra-driver Cluster with nodes KS (default: all) as contact points, shut down
+        with this cluster. pinned=True sends every request to those nodes only
+        (WhiteListRoundRobinPolicy); local_dc routes token-aware within that datacenter
+        (DCAwareRoundRobinPolicy, no remote hosts); otherwise the driver's default policy.
+
+        Besides the default execution profile it has NO_RETRY: the same routing with
+        FallthroughRetryPolicy, for statements expected to fail. (The default RetryPolicy answers
+        Unavailable by trying the next host once, and when no other host is up the caller gets
+        NoHostAvailable instead of the Unavailable error the test wants to inspect.)"""
+        from cassandra.cluster import (
+            EXEC_PROFILE_DEFAULT,
+            Cluster,
+            ExecutionProfile,
+            default_lbp_factory,
+        )
+        from cassandra.policies import (
+            DCAwareRoundRobinPolicy,
+            FallthroughRetryPolicy,
+            TokenAwarePolicy,
+            WhiteListRoundRobinPolicy,
+        )
+
+        ips = [self.ip(k) for k in (ks or range(1, self.nodes + 1))]
+
+        def policy():
+            if pinned:
+                return WhiteListRoundRobinPolicy(ips)
+            if local_dc:
+                return TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc))
+            return default_lbp_factory()  # the driver's default (a new instance per profile)
+
+        profiles = dict(kwargs.pop("execution_profiles", {}))
+        if pinned or local_dc:
+            profiles.setdefault(EXEC_PROFILE_DEFAULT, ExecutionProfile(load_balancing_policy=policy()))
+        profiles.setdefault(NO_RETRY, ExecutionProfile(
+            load_balancing_policy=policy(), retry_policy=FallthroughRetryPolicy()))
+        c = Cluster(ips, port=9042, execution_profiles=profiles, **kwargs)
+        self._drivers.append(c)
+        return c
+
+    def session(self, *ks: int, pinned: bool = False, local_dc: str | None = None, **kwargs):
+        """driver(...).connect()."""
+        return self.driver(*ks, pinned=pinned, local_dc=local_dc, **kwargs).connect()
+
+    def pinned(self, k: int):
+        """A session whose requests all go to node K (made once per run of node K: kill() drops
+        it, so a restarted node gets a fresh driver instead of one in reconnection back-off)."""
+        if k not in self._pinned:
+            self._pinned[k] = self.session(k, pinned=True)
+        return self._pinned[k]
+
+    def schema_versions(self, ks) -> dict[int, tuple]:
+        """For each node K of KS, asked directly: (schema_version in its system.local,
+        {peer address: schema_version} from its system.peers)."""
+        out = {}
+        for k in ks:
+            s = self.pinned(k)
+            local = s.execute("SELECT schema_version FROM system.local").one().schema_version
+            peers = {str(r.peer): r.schema_version
+                     for r in s.execute("SELECT peer, schema_version FROM system.peers")}
+            out[k] = (local, peers)
+        return out
+
+    def wait_schema_agreement(self, ks=None, timeout: float = WAIT_TIMEOUT) -> float:
+        """Waits until nodes KS (default: all) report one schema_version in system.local and show
+        it for each other in system.peers; returns the seconds it took."""
+        ks = list(ks or range(1, self.nodes + 1))
+        begin = time.monotonic()
+        deadline = begin + timeout
+        while True:
+            versions = self.schema_versions(ks)
+            locals_ = {v[0] for v in versions.values()}
+            seen = {peers.get(self.ip(j)) for _, peers in versions.values() for j in ks}
+            seen.discard(None)  # a node does not list itself in system.peers
+            if len(locals_) == 1 and seen <= locals_:
+                elapsed = time.monotonic() - begin
+                print(f"{self.name}: nodes {ks} agree on schema {locals_.pop()} after {elapsed:.2f}s")
+                return elapsed
+            if time.monotonic() > deadline:
+                table = "\n".join(
+                    f"  node{k} ({self.ip(k)}): local {local}; peers "
+                    + ", ".join(f"{ip}={v}" for ip, v in sorted(peers.items()))
+                    for k, (local, peers) in versions.items()
+                )
+                raise AssertionError(
+                    f"nodes {ks} did not agree on a schema_version within {timeout}s:\n{table}"
+                )
+            time.sleep(0.2)
+
+    def shutdown_drivers(self) -> None:
+        for c in self._drivers:
+            try:
+                c.shutdown()
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+        self._drivers.clear()
+        self._pinned.clear()
+
+    def remove(self) -> None:
+        self.shutdown_drivers()
+        super().remove()
+
+
+@pytest.fixture
+def replicated_cluster(ringdb_binary, tmp_path_factory):
+    """make(name, dcs) creates and starts a ReplicatedCluster (dcs: nodes per datacenter, e.g.
+    [3] or [3, 3]); removed at the end of the test (kept, with its logs in the report, when the
+    test failed)."""
+    made: list[ReplicatedCluster] = []
+
+    def make(name: str, dcs: list[int]) -> ReplicatedCluster:
+        c = ReplicatedCluster(ringdb_binary, name, tmp_path_factory.mktemp(name) / name, dcs)
+        made.append(c)
+        ACTIVE_CLUSTERS.append(c)
+        begin = time.monotonic()
+        try:
+            c.create_and_start()
+        except Exception:
+            c.keep = True
+            raise
+        print(f"cluster {name} ({':'.join(map(str, dcs))} nodes from {c.base_ip}) up in "
+              f"{time.monotonic() - begin:.1f}s")
+        return c
+
+    yield make
+    for c in made:
+        if c in ACTIVE_CLUSTERS:
+            ACTIVE_CLUSTERS.remove(c)
+        c.remove()

@@ -861,3 +861,106 @@ mod tests {
         assert_eq!(out.status.and_then(|s| s.code()), Some(3));
     }
 }
+
+/// One `GET /metrics` from a node's Prometheus exporter at `addr` (HTTP/1.0, so the body is not
+/// chunked), bounded by `timeout` for the connect and each read; returns the body.
+pub fn fetch_metrics(addr: SocketAddr, timeout: Duration) -> Result<String> {
+    use std::net::TcpStream;
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\nAccept: text/plain\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.take(64 << 20)
+        .read_to_end(&mut raw)
+        .with_context(|| format!("read /metrics from {addr}"))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{addr}: HTTP response without a header/body separator"))?;
+    let status = head.lines().next().unwrap_or("");
+    if !status.contains(" 200") {
+        bail!("GET http://{addr}/metrics answered `{status}`");
+    }
+    Ok(body.to_string())
+}
+
+/// One sample of the Prometheus text format: `name{label="value",…} value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// The samples of a Prometheus text-format body (comments and unparsable lines skipped; label
+/// values may not contain `,` or `"`, which is true of ringdb's own metrics).
+pub fn parse_metrics(body: &str) -> Vec<MetricSample> {
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = value.trim().parse::<f64>().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                None => (series.trim().to_string(), BTreeMap::new()),
+                Some((name, rest)) => {
+                    let inner = rest.trim_end().strip_suffix('}')?;
+                    let labels = inner
+                        .split(',')
+                        .filter(|p| !p.trim().is_empty())
+                        .filter_map(|p| {
+                            let (k, v) = p.split_once('=')?;
+                            Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+                        })
+                        .collect();
+                    (name.trim().to_string(), labels)
+                }
+            };
+            Some(MetricSample {
+                name,
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The sum of the samples named `name` whose labels include every `(key, value)` of `labels`.
+pub fn metric_sum(samples: &[MetricSample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+#[cfg(test)]
+mod metrics_parsing_tests {
+    use super::*;
+
+    #[test]
+    fn samples_with_and_without_labels() {
+        let body = "# HELP x y\n# TYPE c counter\n\
+                    c{op=\"write\",replica=\"yes\"} 12\n\
+                    c{replica=\"no\",op=\"write\"} 3\n\
+                    c{op=\"read\",replica=\"no\"} 4\n\
+                    g 1.5\n";
+        let samples = parse_metrics(body);
+        assert_eq!(samples.len(), 4);
+        assert_eq!(metric_sum(&samples, "c", &[("op", "write")]), 15.0);
+        assert_eq!(metric_sum(&samples, "c", &[("replica", "no")]), 7.0);
+        assert_eq!(
+            metric_sum(&samples, "c", &[("op", "write"), ("replica", "no")]),
+            3.0
+        );
+        assert_eq!(metric_sum(&samples, "g", &[]), 1.5);
+        assert_eq!(metric_sum(&samples, "missing", &[]), 0.0);
+    }
+}

@@ -729,6 +729,15 @@ impl Transport {
         tracing::info!(%peer, "internode traffic with peer unblocked");
     }
 
+    /// Forgets the back-off towards `peer`, so that the next message or request dials at once:
+    /// for when something else (the failure detector, hearing of the peer through others) says
+    /// it is back, before it happened to dial this node itself.
+    pub fn reset_backoff(&self, peer: SocketAddr) {
+        if let Some(state) = self.shared.known_peer(peer) {
+            state.forget_backoff();
+        }
+    }
+
     /// The addresses currently blocked, in no particular order.
     pub fn blocked_peers(&self) -> Vec<IpAddr> {
         lock(&self.shared.blocked).iter().copied().collect()

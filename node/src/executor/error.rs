@@ -51,6 +51,24 @@ pub enum ExecError {
         block_for: i32,
         data_present: bool,
     },
+    /// Too many replicas failed a read for the level ever to be met (0x1300).
+    #[error("Operation failed - received {received} responses and {num_failures} failures")]
+    ReadFailure {
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        num_failures: i32,
+        data_present: bool,
+    },
+    /// Too many replicas failed a write for the level ever to be met (0x1500).
+    #[error("Operation failed - received {received} responses and {num_failures} failures")]
+    WriteFailure {
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        num_failures: i32,
+        write_type: String,
+    },
     /// The node is overloaded (0x1001).
     #[error("{0}")]
     Overloaded(String),

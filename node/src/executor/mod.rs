@@ -297,6 +297,9 @@ pub struct ClusterInfo {
 
 type ClusterInfoFn = Arc<dyn Fn() -> ClusterInfo + Send + Sync>;
 
+/// Spreads a local schema change to the other nodes (see [`Executor::set_schema_announcer`]).
+type SchemaAnnouncerFn = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// Runs statements. Cheap to clone; share one per node.
 #[derive(Clone)]
 pub struct Executor {
@@ -312,6 +315,7 @@ struct Inner {
     uuid_node: [u8; 6],
     gossip_generation: i32,
     cluster: RwLock<ClusterInfoFn>,
+    schema_announcer: RwLock<SchemaAnnouncerFn>,
     prepared: Mutex<prepared::PreparedCache>,
 }
 
@@ -371,6 +375,7 @@ impl Executor {
         let uuid_node = [h[10], h[11], h[12], h[13], h[14], h[15]];
         let gossip_generation = clock.wall_seconds().clamp(0, i32::MAX as i64) as i32;
         let empty: ClusterInfoFn = Arc::new(ClusterInfo::default);
+        let no_announcer: SchemaAnnouncerFn = Arc::new(|| Box::pin(async {}));
         Executor {
             inner: Arc::new(Inner {
                 data,
@@ -380,6 +385,7 @@ impl Executor {
                 uuid_node,
                 gossip_generation,
                 cluster: RwLock::new(empty),
+                schema_announcer: RwLock::new(no_announcer),
                 prepared: Mutex::new(prepared::PreparedCache::new(
                     prepared::PREPARED_CACHE_CAPACITY,
                 )),
@@ -396,6 +402,34 @@ impl Executor {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         *slot = Arc::new(info);
+    }
+
+    /// Sets what runs at the end of every DDL that changed the schema, before the client gets
+    /// its answer: the cluster pushes the new schema to the live nodes with it
+    /// ([`crate::schema::sync::announce`]), so that the DDL is visible cluster-wide when the
+    /// client proceeds. It should not fail nor take long (its own timeout); the default does
+    /// nothing.
+    pub fn set_schema_announcer(
+        &self,
+        f: impl Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static,
+    ) {
+        let mut slot = self
+            .inner
+            .schema_announcer
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *slot = Arc::new(f);
+    }
+
+    /// Runs the schema announcer (see [`Executor::set_schema_announcer`]).
+    async fn announce_schema(&self) {
+        let announcer = self
+            .inner
+            .schema_announcer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        announcer().await;
     }
 
     /// The current schema snapshot.
@@ -775,16 +809,16 @@ impl Executor {
                     let created = def.is_some();
                     Ok((def.map(SchemaEdit::PutKeyspace), created))
                 })?;
-                Ok(if created {
-                    change(
-                        SchemaChangeKind::Created,
-                        SchemaChangeTarget::Keyspace,
-                        &c.name,
-                        None,
-                    )
-                } else {
-                    QueryResult::Void
-                })
+                if !created {
+                    return Ok(QueryResult::Void);
+                }
+                self.announce_schema().await;
+                Ok(change(
+                    SchemaChangeKind::Created,
+                    SchemaChangeTarget::Keyspace,
+                    &c.name,
+                    None,
+                ))
             }
             Statement::AlterKeyspace(c) => {
                 let dcs = self.known_dcs();
@@ -796,6 +830,7 @@ impl Executor {
                         (),
                     ))
                 })?;
+                self.announce_schema().await;
                 Ok(change(
                     SchemaChangeKind::Updated,
                     SchemaChangeTarget::Keyspace,
@@ -803,21 +838,24 @@ impl Executor {
                     None,
                 ))
             }
+            // Each node deletes the data of the dropped tables itself once it learns of the drop
+            // (`schema::sync::purge_dropped_tables`); the data is unreachable from now on, as
+            // tables are addressed by id.
             Statement::DropKeyspace { name, if_exists } => {
-                let tables = store.update(|s| {
+                let dropped = store.update(|s| {
                     if !ddl::drop_keyspace(s, name, *if_exists)? {
-                        return Ok((None, None));
+                        return Ok((None, false));
                     }
-                    let tables: Vec<crate::schema::TableId> =
-                        s.tables(name).map(|t| t.id).collect();
-                    Ok((Some(SchemaEdit::DropKeyspace(name.clone())), Some(tables)))
+                    let edit = SchemaEdit::DropKeyspace {
+                        name: name.clone(),
+                        timestamp: ts,
+                    };
+                    Ok((Some(edit), true))
                 })?;
-                let Some(tables) = tables else {
+                if !dropped {
                     return Ok(QueryResult::Void);
-                };
-                for id in tables {
-                    self.inner.data.truncate(name, id).await?;
                 }
+                self.announce_schema().await;
                 Ok(change(
                     SchemaChangeKind::Dropped,
                     SchemaChangeTarget::Keyspace,
@@ -832,16 +870,16 @@ impl Executor {
                     let created = def.is_some();
                     Ok((def.map(|d| SchemaEdit::PutTable(Box::new(d))), created))
                 })?;
-                Ok(if created {
-                    change(
-                        SchemaChangeKind::Created,
-                        SchemaChangeTarget::Table,
-                        &ks,
-                        Some(&c.table.name),
-                    )
-                } else {
-                    QueryResult::Void
-                })
+                if !created {
+                    return Ok(QueryResult::Void);
+                }
+                self.announce_schema().await;
+                Ok(change(
+                    SchemaChangeKind::Created,
+                    SchemaChangeTarget::Table,
+                    &ks,
+                    Some(&c.table.name),
+                ))
             }
             Statement::AlterTable(a) => {
                 let ks = table_keyspace(&a.table, keyspace)?;
@@ -850,6 +888,7 @@ impl Executor {
                     let def = ddl::alter_table(&table, &a.action, ts)?;
                     Ok((Some(SchemaEdit::PutTable(Box::new(def))), ()))
                 })?;
+                self.announce_schema().await;
                 Ok(change(
                     SchemaChangeKind::Updated,
                     SchemaChangeTarget::Table,
@@ -860,21 +899,20 @@ impl Executor {
             Statement::DropTable { table, if_exists } => {
                 let ks = table_keyspace(table, keyspace)?;
                 let dropped = store.update(|s| {
-                    let Some(def) = ddl::drop_table(s, &ks, &table.name, *if_exists)? else {
-                        return Ok((None, None));
+                    if ddl::drop_table(s, &ks, &table.name, *if_exists)?.is_none() {
+                        return Ok((None, false));
+                    }
+                    let edit = SchemaEdit::DropTable {
+                        keyspace: ks.clone(),
+                        name: table.name.clone(),
+                        timestamp: ts,
                     };
-                    Ok((
-                        Some(SchemaEdit::DropTable {
-                            keyspace: ks.clone(),
-                            name: table.name.clone(),
-                        }),
-                        Some(def.id),
-                    ))
+                    Ok((Some(edit), true))
                 })?;
-                let Some(id) = dropped else {
+                if !dropped {
                     return Ok(QueryResult::Void);
-                };
-                self.inner.data.truncate(&ks, id).await?;
+                }
+                self.announce_schema().await;
                 Ok(change(
                     SchemaChangeKind::Dropped,
                     SchemaChangeTarget::Table,

@@ -35,7 +35,8 @@ pub fn not_user_modifiable(keyspace: &str) -> SchemaError {
     SchemaError::Unauthorized(format!("{keyspace} keyspace is not user-modifiable."))
 }
 
-fn valid_name(name: &str) -> bool {
+/// True for a name DDL accepts: 1 to [`NAME_LENGTH`] characters of `[A-Za-z0-9_]`.
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= NAME_LENGTH
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -70,7 +71,7 @@ pub fn create_keyspace(
         });
     }
     check_name("Keyspace", &stmt.name)?;
-    let replication = replication::normalize(&stmt.replication, known_dcs)?;
+    let replication = replication::normalize(&stmt.name, &stmt.replication, known_dcs)?;
     Ok(Some(KeyspaceDef {
         name: stmt.name.clone(),
         replication,
@@ -95,7 +96,7 @@ pub fn alter_keyspace(
     let replication = if stmt.replication.is_empty() {
         old.replication.clone()
     } else {
-        replication::normalize(&stmt.replication, known_dcs)?
+        replication::normalize(&stmt.name, &stmt.replication, known_dcs)?
     };
     Ok(KeyspaceDef {
         name: stmt.name.clone(),

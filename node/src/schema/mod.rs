@@ -7,21 +7,27 @@
 //! new snapshot and swaps it whole ([`SchemaStore`]).
 //!
 //! Definitions are data with a write timestamp ([`KeyspaceDef::timestamp`],
-//! [`TableDef::timestamp`]) so that, later, nodes can exchange them and converge by keeping the
-//! newest definition. Every snapshot carries a *schema version*: a name-based UUID of a digest of
-//! the user definitions, so equal schemas have equal versions on every node (drivers wait for all
-//! nodes to report the same version after a DDL) and the version is never null.
+//! [`TableDef::timestamp`]), and drops leave tombstones, so that nodes can change the schema
+//! independently and converge by exchanging it: the user schema is a set of last-write-wins
+//! registers whose merge is commutative, associative and idempotent ([`merge`]), exchanged as a
+//! [`SchemaSnapshot`] by the sync driver ([`sync`]). Every snapshot carries a *schema version*:
+//! a name-based UUID of a digest of the live user definitions, so equal schemas have equal
+//! versions on every node (drivers wait for all nodes to report the same version after a DDL)
+//! and the version is never null. Tombstones do not enter the version.
 //!
 //! Identity is by id, not by name. A table gets a random [`TableId`] when created, so a table
 //! dropped and re-created under the same name does not see the old data. Within a table each
 //! column gets the next [`ColumnId`], never reused, so a column dropped and re-added starts empty:
 //! the storage layer keys cells by column id, and a dropped column's cells simply never match a
 //! live column again. Dropped columns are remembered (with the drop time) for
-//! `system_schema.dropped_columns` and for purging.
+//! `system_schema.dropped_columns` and for purging. The data of a dropped table is deleted by
+//! each node on its own once it learns of the drop ([`sync::purge_dropped_tables`]).
 //!
 //! - [`ddl`]: turns CREATE/ALTER/DROP statements into new definitions, with Cassandra's
 //!   validation rules and error messages.
 //! - [`store`]: the current snapshot, persisted in the engine's meta space and reloaded on start.
+//! - [`merge`]: the mergeable form of the schema, tombstones, and the rules of the merge.
+//! - [`sync`]: propagation between nodes, and deletion of dropped tables' local data.
 //! - [`system`]: the definitions of the system keyspaces and tables.
 //! - [`replication`]: validation and normalization of keyspace replication options.
 //! - [`digest`]: the stable hash behind schema versions and prepared statement ids.
@@ -36,11 +42,15 @@ pub use crate::storage::{ColumnId, TableId};
 
 pub mod ddl;
 pub mod digest;
+pub mod merge;
 mod persist;
 pub mod replication;
 pub mod store;
+pub mod sync;
 pub mod system;
 
+pub use merge::{KeyspaceTombstone, MergeOutcome, SchemaChange, SchemaSnapshot, TableTombstone};
+pub use persist::PendingPurge;
 pub use store::SchemaStore;
 
 /// Why a schema change was refused.
@@ -410,52 +420,11 @@ impl Schema {
             .values()
             .filter(|k| !is_system_keyspace(&k.name))
     }
-
-    /// A copy with one keyspace added or replaced.
-    pub fn with_keyspace(&self, def: KeyspaceDef) -> Schema {
-        let (mut ks, ts) = self.user_parts();
-        ks.retain(|k| k.name != def.name);
-        ks.push(def);
-        Schema::new(ks, ts)
-    }
-
-    /// A copy without a keyspace and its tables.
-    pub fn without_keyspace(&self, name: &str) -> Schema {
-        let (mut ks, mut ts) = self.user_parts();
-        ks.retain(|k| k.name != name);
-        ts.retain(|t| t.keyspace != name);
-        Schema::new(ks, ts)
-    }
-
-    /// A copy with one table added or replaced.
-    pub fn with_table(&self, def: TableDef) -> Schema {
-        let (ks, mut ts) = self.user_parts();
-        ts.retain(|t| !(t.keyspace == def.keyspace && t.name == def.name));
-        ts.push(def);
-        Schema::new(ks, ts)
-    }
-
-    /// A copy without a table.
-    pub fn without_table(&self, keyspace: &str, name: &str) -> Schema {
-        let (ks, mut ts) = self.user_parts();
-        ts.retain(|t| !(t.keyspace == keyspace && t.name == name));
-        Schema::new(ks, ts)
-    }
-
-    fn user_parts(&self) -> (Vec<KeyspaceDef>, Vec<TableDef>) {
-        let ks = self.user_keyspaces().map(|k| (**k).clone()).collect();
-        let ts = self
-            .tables
-            .iter()
-            .filter(|(k, _)| !is_system_keyspace(k))
-            .flat_map(|(_, t)| t.values().map(|t| (**t).clone()))
-            .collect();
-        (ks, ts)
-    }
 }
 
-/// Digest of the user definitions in name order; the system definitions are the same on every
-/// node of a release and are left out.
+/// Digest of the live user definitions in name order; the system definitions are the same on
+/// every node of a release and are left out, and so are tombstones (a node that saw an object
+/// dropped and one that never saw it have the same live schema, hence the same version).
 fn compute_version(
     keyspaces: &BTreeMap<String, Arc<KeyspaceDef>>,
     tables: &BTreeMap<String, BTreeMap<String, Arc<TableDef>>>,

@@ -1,10 +1,14 @@
 //! The persisted form of definitions: a format version byte, then bincode 2 (serde) of the
 //! definition. `CqlType` lives in the codec crate without serde support, so it is persisted
 //! as its CQL text ([`cql_type`]).
+//!
+//! Tombstones, pending purges and the [`SchemaSnapshot`] exchanged between nodes use the same
+//! format.
 
 use serde::{Deserialize, Serialize};
 
-use super::{KeyspaceDef, SchemaError, TableDef};
+use super::merge::{KeyspaceTombstone, SchemaSnapshot, TableTombstone};
+use super::{KeyspaceDef, SchemaError, TableDef, TableId};
 
 /// Version of the persisted definition format; bumped on incompatible changes.
 const FORMAT_VERSION: u8 = 1;
@@ -49,6 +53,49 @@ pub(crate) fn encode_table(t: &TableDef) -> Vec<u8> {
 
 pub(crate) fn decode_table(bytes: &[u8]) -> Result<TableDef, SchemaError> {
     decode(bytes, "table")
+}
+
+pub(crate) fn encode_keyspace_tombstone(t: &KeyspaceTombstone) -> Vec<u8> {
+    encode(t)
+}
+
+pub(crate) fn decode_keyspace_tombstone(bytes: &[u8]) -> Result<KeyspaceTombstone, SchemaError> {
+    decode(bytes, "keyspace tombstone")
+}
+
+pub(crate) fn encode_table_tombstone(t: &TableTombstone) -> Vec<u8> {
+    encode(t)
+}
+
+pub(crate) fn decode_table_tombstone(bytes: &[u8]) -> Result<TableTombstone, SchemaError> {
+    decode(bytes, "table tombstone")
+}
+
+pub(crate) fn encode_snapshot(s: &SchemaSnapshot) -> Vec<u8> {
+    encode(s)
+}
+
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SchemaSnapshot, SchemaError> {
+    decode(bytes, "schema snapshot")
+}
+
+/// A dropped table whose local data has not been deleted yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPurge {
+    /// The keyspace it was in (for logs).
+    pub keyspace: String,
+    /// Its name (for logs).
+    pub name: String,
+    /// The id whose data is to be deleted.
+    pub id: TableId,
+}
+
+pub(crate) fn encode_pending_purge(p: &PendingPurge) -> Vec<u8> {
+    encode(p)
+}
+
+pub(crate) fn decode_pending_purge(bytes: &[u8]) -> Result<PendingPurge, SchemaError> {
+    decode(bytes, "pending purge")
 }
 
 /// serde `with` module for `CqlType`: a type is stored as its CQL text (`frozen<map<text, int>>`),

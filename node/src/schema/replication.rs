@@ -6,8 +6,18 @@
 //! `replication_factor` of NetworkTopologyStrategy expanded to the known datacenters — because
 //! that is what `system_schema.keyspaces.replication` shows and what drivers parse to compute
 //! replicas.
+//!
+//! Mistakes get Cassandra's messages (ConfigurationException, an Invalid error to the client):
+//! a missing or unknown strategy class, SimpleStrategy without `replication_factor`, a factor
+//! that is not a number or is negative, an option the strategy does not know.
+//!
+//! A NetworkTopologyStrategy datacenter that no known node is in is accepted, as Cassandra 3
+//! did (Cassandra 4 refuses it): in a cluster being built, a datacenter's nodes may join after
+//! its keyspaces are created. It is logged as a warning; Cassandra would also send the warning to
+//! the client in the response, but the CQL response warning channel is not plumbed through the
+//! executor yet, so only the node's log shows it.
 
-use ringdb_ring::Replication;
+use ringdb_ring::{Replication, ReplicationError};
 
 use super::SchemaError;
 
@@ -18,9 +28,15 @@ pub const NETWORK_TOPOLOGY_STRATEGY: &str = "org.apache.cassandra.locator.Networ
 /// Fully qualified class name of LocalStrategy (system keyspaces only).
 pub const LOCAL_STRATEGY: &str = "org.apache.cassandra.locator.LocalStrategy";
 
-/// Validates a replication map as written by the user and returns its normalized form.
-/// `known_dcs`: the datacenters a bare NetworkTopologyStrategy `replication_factor` expands to.
+/// Java package of Cassandra's replication strategies; a class given without a package is
+/// looked up in it.
+const LOCATOR_PACKAGE: &str = "org.apache.cassandra.locator.";
+
+/// Validates the replication map of keyspace `keyspace` as written by the user and returns its
+/// normalized form. `known_dcs`: the datacenters of the known nodes; a bare NetworkTopologyStrategy
+/// `replication_factor` expands to them, and a datacenter outside them draws a warning.
 pub fn normalize(
+    keyspace: &str,
     options: &[(String, String)],
     known_dcs: &[String],
 ) -> Result<Vec<(String, String)>, SchemaError> {
@@ -28,7 +44,20 @@ pub fn normalize(
         options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         known_dcs,
     )
-    .map_err(|e| SchemaError::Invalid(e.to_string()))?;
+    .map_err(|e| SchemaError::Invalid(message(keyspace, &e)))?;
+    if let Replication::NetworkTopology(nts) = &replication {
+        for dc in nts.rf_per_dc.keys() {
+            if !known_dcs.contains(dc) {
+                tracing::warn!(
+                    keyspace,
+                    datacenter = %dc,
+                    known = ?known_dcs,
+                    "keyspace {keyspace} replicates to datacenter '{dc}', where no node is known yet; \
+                     its replicas there will exist once nodes of '{dc}' join"
+                );
+            }
+        }
+    }
     let map = replication.to_options();
     let mut out = Vec::with_capacity(map.len());
     if let Some(class) = map.get("class") {
@@ -36,6 +65,47 @@ pub fn normalize(
     }
     out.extend(map.into_iter().filter(|(k, _)| k != "class"));
     Ok(out)
+}
+
+/// Cassandra's message for a refused replication map.
+fn message(keyspace: &str, e: &ReplicationError) -> String {
+    match e {
+        ReplicationError::MissingClass => "Missing replication strategy class".to_string(),
+        ReplicationError::UnknownClass(class) => {
+            let short = class.strip_prefix(LOCATOR_PACKAGE).unwrap_or(class);
+            if short == "LocalStrategy" {
+                "Unable to use given strategy class: LocalStrategy is reserved for internal use."
+                    .to_string()
+            } else if class.contains('.') {
+                format!("Unable to find replication strategy class '{class}'")
+            } else {
+                format!("Unable to find replication strategy class '{LOCATOR_PACKAGE}{class}'")
+            }
+        }
+        ReplicationError::MissingReplicationFactor { class } if *class == "SimpleStrategy" => {
+            "SimpleStrategy requires a replication_factor strategy option.".to_string()
+        }
+        ReplicationError::MissingReplicationFactor { .. } => {
+            "Configuration for at least one datacenter must be present".to_string()
+        }
+        ReplicationError::InvalidReplicationFactor { value, .. } => {
+            if value.contains('/') {
+                // Cassandra's message when transient replication is off (its default).
+                "Transient replication is not enabled on this node".to_string()
+            } else if value.trim().parse::<i64>().is_ok_and(|n| n < 0) {
+                format!(
+                    "Replication factor must be non-negative, found {}",
+                    value.trim()
+                )
+            } else {
+                format!("Replication factor must be numeric; found {value}")
+            }
+        }
+        ReplicationError::UnknownOption { class, option } => format!(
+            "Unrecognized strategy option {{{option}}} passed to {class} for keyspace {keyspace}"
+        ),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -49,9 +119,17 @@ mod tests {
             .collect()
     }
 
+    fn error(pairs: &[(&str, &str)]) -> String {
+        match normalize("ks", &opts(pairs), &["dc1".to_string()]) {
+            Err(e) => e.to_string(),
+            Ok(n) => panic!("accepted: {n:?}"),
+        }
+    }
+
     #[test]
     fn simple_strategy() {
         let n = normalize(
+            "ks",
             &opts(&[("class", "SimpleStrategy"), ("replication_factor", "3")]),
             &[],
         )
@@ -60,17 +138,12 @@ mod tests {
             n,
             opts(&[("class", SIMPLE_STRATEGY), ("replication_factor", "3")])
         );
-        assert!(normalize(&opts(&[("class", "SimpleStrategy")]), &[]).is_err());
-        assert!(normalize(
-            &opts(&[("class", "SimpleStrategy"), ("replication_factor", "x")]),
-            &[]
-        )
-        .is_err());
     }
 
     #[test]
     fn network_topology_strategy() {
         let n = normalize(
+            "ks",
             &opts(&[
                 (
                     "class",
@@ -91,6 +164,7 @@ mod tests {
             ])
         );
         let n = normalize(
+            "ks",
             &opts(&[
                 ("class", "NetworkTopologyStrategy"),
                 ("replication_factor", "2"),
@@ -105,11 +179,82 @@ mod tests {
     }
 
     #[test]
-    fn unknown_class() {
-        let e = normalize(&opts(&[("class", "Foo")]), &[]).unwrap_err();
-        assert!(e
-            .to_string()
-            .contains("Unable to find replication strategy class"));
-        assert!(normalize(&[], &[]).is_err());
+    fn datacenter_without_nodes_is_accepted() {
+        let n = normalize(
+            "ks",
+            &opts(&[("class", "NetworkTopologyStrategy"), ("nowhere", "3")]),
+            &["dc1".to_string()],
+        )
+        .unwrap();
+        assert_eq!(
+            n,
+            opts(&[("class", NETWORK_TOPOLOGY_STRATEGY), ("nowhere", "3")])
+        );
+    }
+
+    #[test]
+    fn cassandra_messages() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "Missing replication strategy class"),
+            (
+                &[("replication_factor", "1")],
+                "Missing replication strategy class",
+            ),
+            (
+                &[("class", "Foo")],
+                "Unable to find replication strategy class 'org.apache.cassandra.locator.Foo'",
+            ),
+            (
+                &[("class", "com.example.Foo"), ("replication_factor", "1")],
+                "Unable to find replication strategy class 'com.example.Foo'",
+            ),
+            (
+                &[("class", "LocalStrategy")],
+                "Unable to use given strategy class: LocalStrategy is reserved for internal use.",
+            ),
+            (
+                &[("class", "SimpleStrategy")],
+                "SimpleStrategy requires a replication_factor strategy option.",
+            ),
+            (
+                &[("class", "SimpleStrategy"), ("replication_factor", "x")],
+                "Replication factor must be numeric; found x",
+            ),
+            (
+                &[("class", "SimpleStrategy"), ("replication_factor", "")],
+                "Replication factor must be numeric; found ",
+            ),
+            (
+                &[("class", "SimpleStrategy"), ("replication_factor", "-1")],
+                "Replication factor must be non-negative, found -1",
+            ),
+            (
+                &[("class", "SimpleStrategy"), ("replication_factor", "3/1")],
+                "Transient replication is not enabled on this node",
+            ),
+            (
+                &[("class", "NetworkTopologyStrategy"), ("dc1", "two")],
+                "Replication factor must be numeric; found two",
+            ),
+            (
+                &[("class", "NetworkTopologyStrategy"), ("dc1", "-2")],
+                "Replication factor must be non-negative, found -2",
+            ),
+            (
+                &[("class", "NetworkTopologyStrategy")],
+                "Configuration for at least one datacenter must be present",
+            ),
+            (
+                &[
+                    ("class", "SimpleStrategy"),
+                    ("replication_factor", "1"),
+                    ("dc1", "1"),
+                ],
+                "Unrecognized strategy option {dc1} passed to SimpleStrategy for keyspace ks",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(error(pairs), *expected, "{pairs:?}");
+        }
     }
 }

@@ -65,7 +65,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::{
-    Cell, CellKey, ColumnId, Deletion, Liveness, PartitionData, RangeDeletion, Row, Seconds,
+    Cell, CellKey, ColumnId, Deletion, Liveness, Mutation, PartitionData, RangeDeletion, Row,
+    RowUpdate, Seconds, TableId,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -677,6 +678,31 @@ pub(crate) fn range_positions(
 // ---------------------------------------------------------------------------------------------
 
 impl PartitionData {
+    /// The mutation that writes everything this answer holds: applied to a replica, it brings
+    /// that replica at least up to this answer (read repair, streaming). Re-applying data is
+    /// harmless: merge is idempotent.
+    pub fn to_mutation(&self, table: TableId) -> Mutation {
+        let row_update = |row: &Row| RowUpdate {
+            clustering: row.clustering.clone(),
+            liveness: row.liveness,
+            deletion: row.deletion,
+            cells: row.cells.clone(),
+            collection_deletions: row.collection_deletions.clone(),
+        };
+        Mutation {
+            table,
+            partition: self.partition.clone(),
+            partition_deletion: self.partition_deletion,
+            range_deletions: self.range_deletions.clone(),
+            rows: self
+                .static_row
+                .iter()
+                .chain(&self.rows)
+                .map(row_update)
+                .collect(),
+        }
+    }
+
     /// Merges two answers for the same partition and slice (e.g. from two replicas), rows in
     /// ascending clustering order. See [`PartitionData::merge_in_order`] for reversed slices.
     pub fn merge(a: &PartitionData, b: &PartitionData) -> PartitionData {

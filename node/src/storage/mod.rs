@@ -36,6 +36,8 @@
 
 use std::ops::Bound;
 
+use serde::{Deserialize, Serialize};
+
 pub mod memory;
 pub mod merge;
 mod partition;
@@ -56,7 +58,7 @@ pub type ColumnId = u32;
 pub type Seconds = i64;
 
 /// A partition's address: its token on the ring and its serialized key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PartitionKey {
     /// Murmur3 token of `key`.
     pub token: i64,
@@ -66,7 +68,7 @@ pub struct PartitionKey {
 }
 
 /// When and at what time something was deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Deletion {
     /// Write timestamp of the deletion, microseconds. Data with a timestamp `<=` this is deleted.
     pub timestamp: i64,
@@ -77,7 +79,7 @@ pub struct Deletion {
 
 /// Liveness of a row's primary key (Cassandra's "primary key liveness info"): written by INSERT,
 /// not by UPDATE, so that a row inserted with only its key columns exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Liveness {
     /// Write timestamp, microseconds.
     pub timestamp: i64,
@@ -88,7 +90,7 @@ pub struct Liveness {
 }
 
 /// One cell: a regular or static column's value, or one element of a non-frozen collection.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cell {
     /// Write timestamp, microseconds.
     pub timestamp: i64,
@@ -104,7 +106,7 @@ pub struct Cell {
 /// Address of a cell within a row: the column, and for a non-frozen collection element the
 /// element's path (comparable-encoded map key or set element; for lists a timeuuid-like ordering
 /// key chosen by the writer).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CellKey {
     /// The column.
     pub column: ColumnId,
@@ -113,7 +115,7 @@ pub struct CellKey {
 }
 
 /// What a write does to one row.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RowUpdate {
     /// Clustering bytes (empty: the only row of a table without clustering columns, or the static
     /// row of a table with clustering columns).
@@ -131,7 +133,7 @@ pub struct RowUpdate {
 /// A deletion of every row whose clustering bytes fall in `[start, end]` per the bounds (never
 /// the row with empty clustering bytes: see the module documentation). A range whose start is
 /// after its end deletes nothing and is not stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeDeletion {
     /// Lower bound on clustering bytes.
     pub start: Bound<Vec<u8>>,
@@ -143,7 +145,7 @@ pub struct RangeDeletion {
 
 /// Everything one write does to one partition of one table. The unit of atomicity and isolation
 /// on a replica.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mutation {
     /// The table written.
     pub table: TableId,
@@ -165,7 +167,7 @@ pub type ClusteringRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 pub type MetaEntry = (Vec<u8>, Vec<u8>);
 
 /// Which rows of a partition to read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Slice {
     /// Clustering byte ranges, sorted and non-overlapping (engines also accept unsorted or
     /// overlapping ranges and read their union); empty means the whole partition.
@@ -196,7 +198,7 @@ impl Slice {
 
 /// A row as read: merged, with shadowed data removed but the deletions themselves kept so the
 /// result can be merged again with other replicas' answers.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Row {
     /// Clustering bytes (empty for the static row).
     pub clustering: Vec<u8>,
@@ -211,7 +213,7 @@ pub struct Row {
 }
 
 /// A partition as read (merged).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartitionData {
     /// The partition read.
     pub partition: PartitionKey,
@@ -228,7 +230,7 @@ pub struct PartitionData {
 }
 
 /// Where a scan over a table starts and stops, in ring order (by token, then key bytes).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanRange {
     /// Start strictly after this partition (`None`: from the lowest token).
     pub after: Option<PartitionKey>,

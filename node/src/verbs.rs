@@ -1,0 +1,276 @@
+//! Internode verbs: what one node asks another about data.
+//!
+//! The internode transport (`ringdb_gossip::transport`) owns the wire: QUIC connections with
+//! mutual TLS, one bidirectional stream per request, length-prefixed frames. The node owns what
+//! travels in them on [`Channel::Verb`](ringdb_gossip::transport::Channel::Verb): a
+//! [`VerbRequest`] and the [`VerbResponse`] that answers it, encoded here with bincode (serde)
+//! under a hard allocation limit, so a hostile or corrupt body is an error, never a panic or an
+//! unbounded allocation.
+//!
+//! The storage types ([`Mutation`], [`PartitionData`], [`Slice`], …) travel as they are: a replica
+//! applies exactly the mutation the coordinator built, and answers with exactly what its engine
+//! read, so that answers from several replicas merge with the same last-write-wins rules as data
+//! inside one engine.
+//!
+//! Versioning: the transport negotiates `ringdb/1` (ALPN) at the handshake; a change to these
+//! enums that old nodes cannot decode needs a new protocol name.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::SchemaSnapshot;
+use crate::storage::{Mutation, PartitionData, PartitionKey, ScanRange, Seconds, Slice, TableId};
+
+/// The largest verb body accepted or produced (the transport's own frame limit is the same).
+pub const MAX_VERB_BYTES: usize = 16 << 20;
+
+const CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_VERB_BYTES>,
+> = bincode::config::standard().with_limit::<MAX_VERB_BYTES>();
+
+/// A request from a coordinator (or a peer syncing schema) to a replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VerbRequest {
+    /// Apply these mutations (each atomic on its partition) and answer once they are durable as
+    /// the replica's `commitlog_sync` promises.
+    Mutate {
+        /// The mutations, all for partitions this replica owns.
+        mutations: Vec<Mutation>,
+    },
+    /// Read a slice of one partition: the data, or only its digest.
+    Read {
+        /// The table.
+        table: TableId,
+        /// The partition.
+        partition: PartitionKey,
+        /// Which rows.
+        slice: Slice,
+        /// Expiry reference time, the coordinator's, so that every replica judges TTLs alike.
+        now: Seconds,
+        /// Answer with [`VerbResponse::Digest`] instead of the data.
+        digest: bool,
+    },
+    /// Read partitions in ring order within a range.
+    Scan {
+        /// The table.
+        table: TableId,
+        /// Where to start and stop.
+        range: ScanRange,
+        /// Which rows of each partition.
+        slice: Slice,
+        /// Most partitions to return.
+        max_partitions: u32,
+        /// Expiry reference time.
+        now: Seconds,
+    },
+    /// Remove every partition of a table on this replica.
+    Truncate {
+        /// The table.
+        table: TableId,
+    },
+    /// Send your whole schema.
+    SchemaPull,
+    /// Merge this schema into yours.
+    SchemaPush(Box<SchemaSnapshot>),
+}
+
+impl VerbRequest {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VerbRequest::Mutate { .. } => "mutate",
+            VerbRequest::Read { digest: false, .. } => "read",
+            VerbRequest::Read { digest: true, .. } => "digest",
+            VerbRequest::Scan { .. } => "scan",
+            VerbRequest::Truncate { .. } => "truncate",
+            VerbRequest::SchemaPull => "schema_pull",
+            VerbRequest::SchemaPush(_) => "schema_push",
+        }
+    }
+}
+
+/// A replica's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum VerbResponse {
+    /// The mutations are applied and durable.
+    Applied,
+    /// The partition as read; `None` when the replica holds nothing for it.
+    Data(Option<PartitionData>),
+    /// The digest of what [`VerbResponse::Data`] would have carried.
+    Digest([u8; 16]),
+    /// Partitions of a scan, in ring order.
+    Partitions(Vec<PartitionData>),
+    /// The table is truncated on this replica.
+    Truncated,
+    /// The replica's schema.
+    Schema(Box<SchemaSnapshot>),
+    /// The pushed schema is merged.
+    SchemaMerged,
+    /// The replica could not do it.
+    Error(ReplicaError),
+}
+
+/// Why a replica refused or failed a verb. Carried over the wire, so plain data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReplicaError {
+    /// The replica does not know the table (its schema is behind, or the table was dropped).
+    #[error("unknown table {0} on the replica (schema not yet propagated, or table dropped)")]
+    UnknownTable(TableId),
+    /// The replica's storage failed.
+    #[error("replica storage error: {0}")]
+    Storage(String),
+    /// The replica's disk is full; the write was not applied.
+    #[error("replica disk full: {0}")]
+    DiskFull(String),
+    /// The request could not be decoded or makes no sense.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+/// Encodes a verb message.
+pub fn encode<T: Serialize>(message: &T) -> Result<bytes::Bytes, String> {
+    bincode::serde::encode_to_vec(message, CONFIG)
+        .map(bytes::Bytes::from)
+        .map_err(|e| format!("cannot encode verb: {e}"))
+}
+
+/// Decodes a verb message received from the network; never panics and never allocates more than
+/// [`MAX_VERB_BYTES`], whatever the input.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, CONFIG)
+        .map_err(|e| format!("cannot decode verb: {e}"))?;
+    if used != bytes.len() {
+        return Err(format!(
+            "cannot decode verb: {} trailing bytes",
+            bytes.len() - used
+        ));
+    }
+    Ok(value)
+}
+
+/// The digest of a read answer: equal answers have equal digests on every node and release
+/// (the bincode layout of canonical [`PartitionData`] hashed with the stable FNV-1a 128).
+pub fn digest_of(data: &Option<PartitionData>) -> [u8; 16] {
+    match bincode::serde::encode_to_vec(data, bincode::config::standard()) {
+        Ok(bytes) => crate::schema::digest::digest128(&bytes),
+        // Encoding plain data into a Vec cannot fail; an all-zero digest would only force a
+        // full read (a mismatch), never a wrong answer.
+        Err(_) => [0; 16],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Cell, CellKey, Deletion, RowUpdate};
+
+    fn sample_mutation() -> Mutation {
+        Mutation {
+            table: uuid::Uuid::from_u128(7),
+            partition: PartitionKey {
+                token: -42,
+                key: b"k".to_vec(),
+            },
+            partition_deletion: Some(Deletion {
+                timestamp: 5,
+                local_deletion_time: 6,
+            }),
+            range_deletions: vec![],
+            rows: vec![RowUpdate {
+                clustering: vec![1, 2],
+                cells: vec![(
+                    CellKey {
+                        column: 3,
+                        path: None,
+                    },
+                    Cell {
+                        timestamp: 9,
+                        ttl: 0,
+                        local_deletion_time: 0,
+                        value: Some(vec![0xab]),
+                    },
+                )],
+                ..RowUpdate::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let requests = vec![
+            VerbRequest::Mutate {
+                mutations: vec![sample_mutation()],
+            },
+            VerbRequest::Read {
+                table: uuid::Uuid::from_u128(1),
+                partition: PartitionKey {
+                    token: 1,
+                    key: vec![0],
+                },
+                slice: Slice::all(),
+                now: 100,
+                digest: true,
+            },
+            VerbRequest::Scan {
+                table: uuid::Uuid::from_u128(1),
+                range: ScanRange {
+                    after: None,
+                    end_token: Some(7),
+                },
+                slice: Slice::all(),
+                max_partitions: 10,
+                now: 100,
+            },
+            VerbRequest::Truncate {
+                table: uuid::Uuid::from_u128(2),
+            },
+            VerbRequest::SchemaPull,
+            VerbRequest::SchemaPush(Box::default()),
+        ];
+        for r in requests {
+            let bytes = encode(&r).unwrap();
+            assert_eq!(decode::<VerbRequest>(&bytes).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode::<VerbRequest>(&[]).is_err());
+        assert!(decode::<VerbRequest>(&[0xff; 64]).is_err());
+        // A Mutate claiming a huge vector length.
+        assert!(decode::<VerbRequest>(&[0, 0xfc, 0xff, 0xff, 0xff, 0x7f]).is_err());
+        let mut ok = encode(&VerbRequest::Truncate {
+            table: uuid::Uuid::nil(),
+        })
+        .unwrap()
+        .to_vec();
+        ok.push(0);
+        assert!(decode::<VerbRequest>(&ok).unwrap_err().contains("trailing"));
+    }
+
+    #[test]
+    fn digests_distinguish_answers() {
+        assert_eq!(digest_of(&None), digest_of(&None));
+        let a = Some(PartitionData {
+            partition: PartitionKey {
+                token: 1,
+                key: vec![1],
+            },
+            partition_deletion: None,
+            range_deletions: vec![],
+            static_row: None,
+            rows: vec![],
+        });
+        let mut b = a.clone();
+        if let Some(b) = &mut b {
+            b.partition_deletion = Some(Deletion {
+                timestamp: 1,
+                local_deletion_time: 1,
+            });
+        }
+        assert_ne!(digest_of(&a), digest_of(&None));
+        assert_ne!(digest_of(&a), digest_of(&b));
+        assert_eq!(digest_of(&a), digest_of(&a.clone()));
+    }
+}
