@@ -564,7 +564,7 @@ fn column_spec(c: &executor::ColumnSpec) -> ColumnSpec {
     }
 }
 
-fn schema_change(info: &executor::SchemaChangeInfo) -> SchemaChange {
+pub(crate) fn schema_change(info: &executor::SchemaChangeInfo) -> SchemaChange {
     SchemaChange {
         change_type: match info.change {
             executor::SchemaChangeKind::Created => SchemaChangeType::Created,

@@ -49,8 +49,9 @@ const META_GENERATION: &[u8] = b"local/generation";
 pub struct LocalIdentity {
     /// Permanent host id.
     pub host_id: uuid::Uuid,
-    /// Vnode tokens.
-    pub tokens: Vec<i64>,
+    /// Vnode tokens; `None` for a node that has not chosen them yet (first start): it gossips
+    /// `BOOT` without tokens until [`NodeMembership::join`] picks them.
+    pub tokens: Option<Vec<i64>>,
     /// CQL address clients use.
     pub native_address: SocketAddr,
     /// Release version shown to clients.
@@ -65,9 +66,47 @@ pub struct NodeMembership {
     pub transport: Transport,
     /// Tasks to await at shutdown.
     pub tasks: Vec<JoinHandle<()>>,
+    /// The seeds as resolved at start (this node excluded).
+    pub seeds: Vec<Endpoint>,
 }
 
 impl NodeMembership {
+    /// First start: chooses this node's tokens against the ring gossip shows
+    /// ([`crate::join::choose_tokens`]: joins are serialized, tokens balanced for
+    /// `allocate_tokens_for_local_replication_factor`), persists them with `persist`, then
+    /// publishes them and only then `NORMAL`. `None` when `shutdown` came first.
+    pub async fn join(
+        &self,
+        config: &Config,
+        host_id: uuid::Uuid,
+        persist: impl FnOnce(&[i64]) -> anyhow::Result<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<Vec<i64>>> {
+        let candidate = crate::join::JoinCandidate {
+            host_id,
+            dc: config.dc.clone(),
+            rack: config.rack.clone(),
+            seeds: self.seeds.clone(),
+        };
+        let settings = crate::join::JoinSettings::new(
+            config.num_tokens as usize,
+            config.allocate_tokens_for_local_replication_factor as usize,
+            Duration::from_millis(config.gossip_interval_ms),
+        );
+        let tokens = tokio::select! {
+            tokens = crate::join::choose_tokens(&self.membership, candidate, settings) => tokens,
+            _ = crate::server::stopping(&mut shutdown) => return Ok(None),
+        };
+        persist(&tokens)?;
+        self.membership
+            .set_app_state(AppStateKey::Tokens, encode_tokens(&tokens))
+            .await;
+        self.membership
+            .set_app_state(AppStateKey::Status, NodeStatus::Normal.as_str())
+            .await;
+        Ok(Some(tokens))
+    }
+
     /// Announces SHUTDOWN, then closes the transport.
     pub async fn shutdown(self) {
         self.membership.shutdown(ANNOUNCE_TIMEOUT).await;
@@ -206,6 +245,7 @@ pub async fn start(
         .with_context(|| format!("binding the internode transport on {listen} (UDP)"))?;
     let local = Endpoint(transport.local_addr());
     let seeds = resolve_seeds(config, local.0).await;
+    let resolved_seeds = seeds.clone();
     if seeds.is_empty() {
         tracing::info!("no seed other than this node: it starts a cluster and waits for others");
     }
@@ -220,9 +260,8 @@ pub async fn start(
         ..GossipConfig::default()
     };
     let schema_version = executor.schema().version();
-    let initial_states = vec![
+    let mut initial_states = vec![
         (AppStateKey::HostId, identity.host_id.to_string()),
-        (AppStateKey::Tokens, encode_tokens(&identity.tokens)),
         (AppStateKey::Dc, config.dc.clone()),
         (AppStateKey::Rack, config.rack.clone()),
         (AppStateKey::SchemaVersion, schema_version.to_string()),
@@ -234,8 +273,14 @@ pub async fn start(
             AppStateKey::ReleaseVersion,
             identity.release_version.clone(),
         ),
-        (AppStateKey::Status, NodeStatus::Normal.as_str().to_string()),
     ];
+    match &identity.tokens {
+        Some(tokens) => {
+            initial_states.push((AppStateKey::Tokens, encode_tokens(tokens)));
+            initial_states.push((AppStateKey::Status, NodeStatus::Normal.as_str().to_string()));
+        }
+        None => initial_states.push((AppStateKey::Status, NodeStatus::Boot.as_str().to_string())),
+    }
     let (membership, gossip_task) = Membership::start(
         MembershipConfig {
             gossip,
@@ -258,6 +303,11 @@ pub async fn start(
         crate::schema_link::GossipSchemaPeers::new(transport.clone(), membership.clone());
     let (schema_changes, schema_changes_task) =
         crate::schema_link::schema_view_changes(&membership, shutdown.clone());
+    let schema_events_task = tokio::spawn(crate::schema_link::forward_merged_schema_changes(
+        schema_store.clone(),
+        cql_events.clone(),
+        shutdown.clone(),
+    ));
     let schema_sync_task = tokio::spawn(crate::schema::sync::run_schema_sync(
         schema_store.clone(),
         schema_peers.clone(),
@@ -287,6 +337,7 @@ pub async fn start(
         ring_task,
         schema_changes_task,
         schema_sync_task,
+        schema_events_task,
     ];
     tasks.push(tokio::spawn(publish_local_changes(
         membership.clone(),
@@ -308,6 +359,7 @@ pub async fn start(
         membership,
         transport,
         tasks,
+        seeds: resolved_seeds,
     })
 }
 

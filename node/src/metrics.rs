@@ -26,7 +26,8 @@
 //! | `ringdb_coordinator_requests_total` | counter | `op` (write, read: per partition; scan: per ring piece), `replica` (yes: this node is a replica of the partition, no, n/a) |
 //! | `ringdb_coordinator_errors_total` | counter | `kind` (unavailable, write_timeout, write_failure, read_timeout, read_failure) |
 //! | `ringdb_read_repairs_total` | counter | `phase` (mismatch: reads whose replicas disagreed, repaired: replicas written back) |
-//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate) received from other nodes |
+//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate, batchlog_store, batchlog_remove) received from other nodes |
+//! | `ringdb_batchlog_replayed_total` | counter | — (logged batches this node replayed from its batchlog) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +54,7 @@ pub const COORDINATOR_REQUESTS: &str = "ringdb_coordinator_requests_total";
 pub const COORDINATOR_ERRORS: &str = "ringdb_coordinator_errors_total";
 pub const READ_REPAIRS: &str = "ringdb_read_repairs_total";
 pub const REPLICA_VERBS: &str = "ringdb_replica_verbs_total";
+pub const BATCHLOG_REPLAYED: &str = "ringdb_batchlog_replayed_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -135,4 +137,9 @@ fn describe() {
         REPLICA_VERBS,
         "Data verbs received from other nodes, by verb"
     );
+    describe_counter!(
+        BATCHLOG_REPLAYED,
+        "Logged batches replayed from this node's batchlog (their coordinator did not finish them)"
+    );
+    metrics::counter!(BATCHLOG_REPLAYED).absolute(0);
 }

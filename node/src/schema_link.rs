@@ -165,3 +165,79 @@ pub fn schema_view_changes(
     });
     (rx, task)
 }
+
+/// Tells registered CQL clients about schema changes merged from peers, as `SCHEMA_CHANGE`
+/// events (a DDL run on this node is announced by the CQL server when it answers it). Drivers
+/// refresh their schema metadata on these. Ends with `shutdown`.
+pub async fn forward_merged_schema_changes(
+    store: Arc<SchemaStore>,
+    events: tokio::sync::broadcast::Sender<ringdb_cql::message::Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use crate::executor::{SchemaChangeInfo, SchemaChangeKind, SchemaChangeTarget};
+    use crate::schema::SchemaChange;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut merged = store.subscribe_merged();
+    loop {
+        let changes = tokio::select! {
+            received = merged.recv() => match received {
+                Ok(changes) => changes,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "schema change events dropped (clients will see the schema on their next refresh)");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = crate::server::stopping(&mut shutdown) => return,
+        };
+        for change in changes {
+            let (change, target, keyspace, name) = match change {
+                SchemaChange::KeyspaceCreated(k) => (
+                    SchemaChangeKind::Created,
+                    SchemaChangeTarget::Keyspace,
+                    k,
+                    None,
+                ),
+                SchemaChange::KeyspaceUpdated(k) => (
+                    SchemaChangeKind::Updated,
+                    SchemaChangeTarget::Keyspace,
+                    k,
+                    None,
+                ),
+                SchemaChange::KeyspaceDropped(k) => (
+                    SchemaChangeKind::Dropped,
+                    SchemaChangeTarget::Keyspace,
+                    k,
+                    None,
+                ),
+                SchemaChange::TableCreated { keyspace, name } => (
+                    SchemaChangeKind::Created,
+                    SchemaChangeTarget::Table,
+                    keyspace,
+                    Some(name),
+                ),
+                SchemaChange::TableUpdated { keyspace, name } => (
+                    SchemaChangeKind::Updated,
+                    SchemaChangeTarget::Table,
+                    keyspace,
+                    Some(name),
+                ),
+                SchemaChange::TableDropped { keyspace, name } => (
+                    SchemaChangeKind::Dropped,
+                    SchemaChangeTarget::Table,
+                    keyspace,
+                    Some(name),
+                ),
+            };
+            let info = SchemaChangeInfo {
+                change,
+                target,
+                keyspace,
+                name,
+            };
+            let _ = events.send(ringdb_cql::message::Event::SchemaChange(
+                crate::cql_server::schema_change(&info),
+            ));
+        }
+    }
+}

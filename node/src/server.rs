@@ -1,9 +1,11 @@
 //! Wires a node together and runs it until shutdown.
 //!
 //! Start-up order: open the storage engine in `data_dir`; load (or create, on first start) the
-//! node's identity — host id and vnode tokens — from the engine's meta space; start the flusher
-//! that implements `commitlog_sync`; load the schema; build the executor; install metrics; bind
-//! the CQL listener; start the internode transport and gossip ([`crate::membership`]); then
+//! node's host id, and its vnode tokens once chosen, from the engine's meta space; start the
+//! flusher that implements `commitlog_sync`; load the schema; build the coordinator, the batchlog
+//! replay and the executor; install metrics; bind
+//! the CQL listener; start the internode transport and gossip ([`crate::membership`]); on a first
+//! start, choose tokens against the ring gossip shows ([`crate::join`]) and persist them; then
 //! serve CQL. The node is ready when [`start`] returns.
 //!
 //! Shutdown is graceful and bounded: announce `SHUTDOWN` in gossip (peers mark the node down at
@@ -120,10 +122,10 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         )
     };
 
-    let identity = load_or_create_identity(engine.as_ref(), config.num_tokens)?;
+    let identity = load_or_create_identity(engine.as_ref())?;
     tracing::info!(
         host_id = %identity.host_id,
-        tokens = identity.tokens.len(),
+        tokens = identity.tokens.as_ref().map_or(0, Vec::len),
         data_dir = %config.data_dir.display(),
         "node identity"
     );
@@ -147,7 +149,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         rpc_port: config.native_transport_port,
         dc: config.dc.clone(),
         rack: config.rack.clone(),
-        tokens: identity.tokens.clone(),
+        tokens: identity.tokens.clone().unwrap_or_default(),
         release_version: RELEASE_VERSION.to_string(),
         partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".to_string(),
     };
@@ -166,6 +168,10 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         },
     );
     let executor = Executor::with_data_path(coordinator.clone(), schema, node_info, clock);
+    let batchlog_replay = tokio::spawn(crate::coordinator::run_batchlog_replay(
+        coordinator.clone(),
+        shutdown_rx.clone(),
+    ));
 
     if options.install_metrics && config.prometheus_port != 0 {
         let addr = SocketAddr::new(config.native_transport_address, config.prometheus_port);
@@ -174,7 +180,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
 
-    let mut tasks = vec![flusher];
+    let mut tasks = vec![flusher, batchlog_replay];
     tasks.push(tokio::spawn(crate::schema::sync::purge_dropped_tables(
         executor.schema_store().clone(),
         engine.clone(),
@@ -223,6 +229,21 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         generation = membership.membership.generation(),
         "internode transport and gossip started"
     );
+    if identity.tokens.is_none() {
+        let engine = engine.clone();
+        let chosen = membership
+            .join(
+                &config,
+                identity.host_id,
+                move |tokens| persist_tokens(engine.as_ref(), tokens),
+                shutdown_rx.clone(),
+            )
+            .await?;
+        match chosen {
+            Some(tokens) => tracing::info!(tokens = tokens.len(), "joined the ring"),
+            None => anyhow::bail!("stopped before joining the ring"),
+        }
+    }
     tasks.push(tokio::spawn(server.run(shutdown_rx)));
     tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
 
@@ -238,13 +259,22 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
 /// The node's identity, created on first start and persisted.
 struct Identity {
     host_id: uuid::Uuid,
-    tokens: Vec<i64>,
+    /// `None` until the node has chosen its tokens (first start).
+    tokens: Option<Vec<i64>>,
+}
+
+/// Persists the tokens a node chose at its first start; they never change afterwards.
+fn persist_tokens(engine: &dyn Engine, tokens: &[i64]) -> anyhow::Result<()> {
+    let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_be_bytes()).collect();
+    engine.meta_put(META_TOKENS, &bytes)?;
+    engine.flush()?;
+    Ok(())
 }
 
 const META_HOST_ID: &[u8] = b"local/host_id";
 const META_TOKENS: &[u8] = b"local/tokens";
 
-fn load_or_create_identity(engine: &dyn Engine, num_tokens: u32) -> anyhow::Result<Identity> {
+fn load_or_create_identity(engine: &dyn Engine) -> anyhow::Result<Identity> {
     let host_id = match engine.meta_get(META_HOST_ID)? {
         Some(bytes) => uuid::Uuid::from_slice(&bytes).context("corrupt host id in storage")?,
         None => {
@@ -258,26 +288,15 @@ fn load_or_create_identity(engine: &dyn Engine, num_tokens: u32) -> anyhow::Resu
             if bytes.len() % 8 != 0 || bytes.is_empty() {
                 anyhow::bail!("corrupt token list in storage ({} bytes)", bytes.len());
             }
-            bytes
-                .chunks_exact(8)
-                .map(|c| i64::from_be_bytes(c.try_into().expect("chunks of 8")))
-                .collect()
+            Some(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_be_bytes(c.try_into().expect("chunks of 8")))
+                    .collect(),
+            )
         }
-        None => {
-            // A single node owns the whole ring whatever its tokens; the cluster milestone
-            // replaces this with balanced allocation against the existing ring.
-            let mut tokens = std::collections::BTreeSet::new();
-            while tokens.len() < num_tokens as usize {
-                let t: i64 = rand::random();
-                if t != i64::MIN {
-                    tokens.insert(t);
-                }
-            }
-            let tokens: Vec<i64> = tokens.into_iter().collect();
-            let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_be_bytes()).collect();
-            engine.meta_put(META_TOKENS, &bytes)?;
-            tokens
-        }
+        // First start: tokens are chosen against the ring once gossip runs (`join`).
+        None => None,
     };
     engine.flush()?;
     Ok(Identity { host_id, tokens })

@@ -69,6 +69,24 @@ pub enum VerbRequest {
         /// The table.
         table: TableId,
     },
+    /// Keep this logged batch in your batchlog until it is removed, and answer once it is
+    /// durable. A node that holds a batch replays it when it is still there after a grace
+    /// period (its coordinator died or lost track of it): see `coordinator::batchlog`.
+    BatchlogStore {
+        /// The batch's id: a time-based (version 1) UUID made by the coordinator; its time
+        /// orders the batchlog and tells its age.
+        id: uuid::Uuid,
+        /// Every mutation of the batch, over all its partitions and tables.
+        mutations: Vec<Mutation>,
+        /// When the coordinator wrote the batchlog, microseconds since the epoch (its wall
+        /// clock): replay drops mutations older than their table's `gc_grace_seconds`.
+        written_at: i64,
+    },
+    /// The batch is applied: forget it (answered even when it is not there).
+    BatchlogRemove {
+        /// The batch's id.
+        id: uuid::Uuid,
+    },
     /// Send your whole schema.
     SchemaPull,
     /// Merge this schema into yours.
@@ -84,6 +102,8 @@ impl VerbRequest {
             VerbRequest::Read { digest: true, .. } => "digest",
             VerbRequest::Scan { .. } => "scan",
             VerbRequest::Truncate { .. } => "truncate",
+            VerbRequest::BatchlogStore { .. } => "batchlog_store",
+            VerbRequest::BatchlogRemove { .. } => "batchlog_remove",
             VerbRequest::SchemaPull => "schema_pull",
             VerbRequest::SchemaPush(_) => "schema_push",
         }
@@ -103,6 +123,10 @@ pub enum VerbResponse {
     Partitions(Vec<PartitionData>),
     /// The table is truncated on this replica.
     Truncated,
+    /// The batch is durable in this node's batchlog.
+    BatchlogStored,
+    /// The batch is no longer in this node's batchlog.
+    BatchlogRemoved,
     /// The replica's schema.
     Schema(Box<SchemaSnapshot>),
     /// The pushed schema is merged.
@@ -133,6 +157,15 @@ pub fn encode<T: Serialize>(message: &T) -> Result<bytes::Bytes, String> {
     bincode::serde::encode_to_vec(message, CONFIG)
         .map(bytes::Bytes::from)
         .map_err(|e| format!("cannot encode verb: {e}"))
+}
+
+/// The size of a verb message once encoded, computed without building it (to refuse what would
+/// not fit in [`MAX_VERB_BYTES`] before doing anything).
+pub fn encoded_len<T: Serialize>(message: &T) -> Result<usize, String> {
+    let mut size = bincode::enc::write::SizeWriter { bytes_written: 0 };
+    bincode::serde::encode_into_writer(message, &mut size, CONFIG)
+        .map_err(|e| format!("cannot encode verb: {e}"))?;
+    Ok(size.bytes_written)
 }
 
 /// Decodes a verb message received from the network; never panics and never allocates more than
@@ -225,11 +258,20 @@ mod tests {
             VerbRequest::Truncate {
                 table: uuid::Uuid::from_u128(2),
             },
+            VerbRequest::BatchlogStore {
+                id: uuid::Uuid::now_v1(&[1, 2, 3, 4, 5, 6]),
+                mutations: vec![sample_mutation(), sample_mutation()],
+                written_at: 1_700_000_000_000_000,
+            },
+            VerbRequest::BatchlogRemove {
+                id: uuid::Uuid::from_u128(3),
+            },
             VerbRequest::SchemaPull,
             VerbRequest::SchemaPush(Box::default()),
         ];
         for r in requests {
             let bytes = encode(&r).unwrap();
+            assert_eq!(encoded_len(&r).unwrap(), bytes.len());
             assert_eq!(decode::<VerbRequest>(&bytes).unwrap(), r);
         }
     }

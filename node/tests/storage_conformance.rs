@@ -956,6 +956,24 @@ fn meta_space(e: &dyn Engine) {
         ]
     );
     assert_eq!(e.meta_scan_prefix(b"").expect("scan").len(), 4);
+    // Bounded pages resume after the last key seen and never leave the prefix.
+    let page = |after: Option<&[u8]>, limit| {
+        e.meta_scan_prefix_after(b"schema/", after, limit)
+            .expect("page")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(None, 1), vec![b"schema/1".to_vec()]);
+    assert_eq!(page(Some(b"schema/1"), 5), vec![b"schema/2".to_vec()]);
+    assert_eq!(page(Some(b"schema/2"), 5), Vec::<Vec<u8>>::new());
+    assert_eq!(
+        page(Some(b"a"), 5).len(),
+        2,
+        "a cursor before the prefix starts at it"
+    );
+    assert_eq!(page(Some(b"zzz"), 5), Vec::<Vec<u8>>::new());
+    assert_eq!(page(None, 0), Vec::<Vec<u8>>::new());
     e.meta_delete(b"schema/1").expect("delete");
     e.meta_delete(b"never there").expect("delete absent");
     assert_eq!(e.meta_get(b"schema/1").expect("get"), None);

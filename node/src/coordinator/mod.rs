@@ -17,7 +17,10 @@
 //! Writes ([`write`]) go to every live replica of every datacenter; the answer waits only for as
 //! many as the level needs, while the other replicas keep applying in the background. A replica
 //! that is down gets nothing (hinted handoff, which would keep the write for it, is the next
-//! milestone; repair and read repair converge it meanwhile).
+//! milestone; repair and read repair converge it meanwhile). The partitions of a simple write or
+//! an unlogged batch are coordinated independently; a logged batch over several partitions is
+//! first stored in a batchlog on two other nodes ([`batchlog`]), which replay it if this node
+//! dies before it is applied, so that once acknowledged it is applied completely or not at all.
 //!
 //! Reads ([`read`]) ask the closest replica for the data and as many others as the level needs
 //! for a digest only. When a digest differs, the coordinator reads the full data from all of
@@ -35,7 +38,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,17 +51,22 @@ use ringdb_gossip::transport::{Channel, Transport, TransportError};
 use ringdb_ring::consistency::Counting;
 use ringdb_ring::{ConsistencyLevel, HostId, Requirement};
 
-use crate::executor::datapath::{PartitionRead, RangeRead};
+use crate::executor::datapath::{PartitionRead, RangeRead, WriteRequest};
 use crate::executor::{DataPath, ExecError};
 use crate::replica::Replica;
 use crate::schema::SchemaStore;
-use crate::storage::{Mutation, PartitionData, TableId};
+use crate::storage::{PartitionData, TableId};
 use crate::verbs::{self, VerbRequest, VerbResponse};
 
+pub mod batchlog;
 pub mod placement;
 mod read;
 mod scan;
+#[cfg(test)]
+pub(crate) mod testing;
 mod write;
+
+pub use batchlog::run_batchlog_replay;
 
 use placement::{ClusterState, KeyspacePlacement};
 
@@ -88,6 +96,8 @@ pub struct Coordinator {
     config: CoordinatorConfig,
     state: RwLock<Arc<ClusterState>>,
     transport: OnceLock<Transport>,
+    /// This coordinator, for background work that outlives a request (batchlog removal).
+    me: Weak<Coordinator>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -113,12 +123,13 @@ impl Coordinator {
             alive: HashSet::from([config.local]),
             local: config.local,
         };
-        Arc::new(Coordinator {
+        Arc::new_cyclic(|me| Coordinator {
             replica,
             schema,
             config,
             state: RwLock::new(Arc::new(empty)),
             transport: OnceLock::new(),
+            me: me.clone(),
         })
     }
 
@@ -218,14 +229,15 @@ impl Coordinator {
     }
 
     /// The replicas a read asks: the closest live ones, as many as `requirement` needs (never
-    /// empty), or `Unavailable` when too few are alive.
+    /// empty), or `Unavailable` when too few are alive. Also returns every live replica, in
+    /// proximity order (the spares to ask when a target fails).
     fn read_targets(
         &self,
         state: &ClusterState,
         requirement: &Requirement,
         replicas: &[HostId],
         consistency: u16,
-    ) -> Result<Vec<HostId>, ExecError> {
+    ) -> Result<(Vec<HostId>, Vec<HostId>), ExecError> {
         let live: Vec<HostId> = state
             .by_proximity(replicas, &self.config.dc, &self.config.rack)
             .into_iter()
@@ -246,7 +258,7 @@ impl Coordinator {
                 },
             ));
         }
-        Ok(targets)
+        Ok((targets, live))
     }
 
     /// Sends `request` to each of `hosts` (this node in-process, others over the transport) and
@@ -393,13 +405,8 @@ fn expect_data(answer: Result<VerbResponse, String>) -> Result<Option<PartitionD
 }
 
 impl DataPath for Coordinator {
-    fn write<'a>(
-        &'a self,
-        keyspace: &'a str,
-        mutations: Vec<Mutation>,
-        consistency: u16,
-    ) -> BoxFuture<'a, Result<(), ExecError>> {
-        Box::pin(self.write_mutations(keyspace, mutations, consistency))
+    fn write(&self, write: WriteRequest) -> BoxFuture<'_, Result<(), ExecError>> {
+        Box::pin(self.coordinate_write(write))
     }
 
     fn read<'a>(

@@ -32,8 +32,7 @@ impl Coordinator {
         };
         metrics::counter!(m::COORDINATOR_REQUESTS, "op" => "read", "replica" => is_replica)
             .increment(1);
-        let targets = self.read_targets(&state, &requirement, replicas, consistency)?;
-        let (data_host, digest_hosts) = (targets[0], &targets[1..]);
+        let (targets, live) = self.read_targets(&state, &requirement, replicas, consistency)?;
         let request = |digest| VerbRequest::Read {
             table: read.table,
             partition: read.partition.clone(),
@@ -42,34 +41,97 @@ impl Coordinator {
             digest,
         };
 
-        // Phase 1: one data answer and enough digests.
+        // Phase 1: one data answer and enough digests. A target that fails is replaced by the
+        // closest live replica not asked yet whose answer counts, and so is every target still
+        // silent after SPECULATIVE_RETRY_AFTER (a replica that died before the failure
+        // detector noticed never answers at all: without this the read would wait for its
+        // timeout). The tracker follows every live replica; those never asked count as failed
+        // once no spare is left.
         let timeout = self.config.read_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let (tx, mut answers) = mpsc::channel::<Answer>(targets.len());
-        self.send_to(&state, &[data_host], request(false), timeout, &tx);
-        self.send_to(&state, digest_hosts, request(true), timeout, &tx);
-        drop(tx);
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
+        let speculate_at = started + SPECULATIVE_RETRY_AFTER.min(timeout / 2);
+        let (tx, mut answers) = mpsc::channel::<Answer>(live.len().max(1));
+        self.send_to(&state, &targets[..1], request(false), timeout, &tx);
+        self.send_to(&state, &targets[1..], request(true), timeout, &tx);
+        let mut data_hosts: Vec<HostId> = vec![targets[0]];
+        let mut asked: Vec<HostId> = targets.clone();
+        let mut answered: Vec<HostId> = Vec::new();
+        let mut speculated = false;
         let mut tracker = QuorumTracker::new(
             requirement.clone(),
-            targets.iter().map(|h| (*h, state.dc_of(h))),
+            live.iter().map(|h| (*h, state.dc_of(h))),
         );
         let mut data: Option<Option<PartitionData>> = None;
-        let mut digests: Vec<[u8; 16]> = Vec::new();
+        let mut data_from = targets[0];
+        let mut digests: Vec<(HostId, [u8; 16])> = Vec::new();
         loop {
-            let progress = match tokio::time::timeout_at(deadline, answers.recv()).await {
-                Ok(Some((host, Ok(VerbResponse::Data(d))))) if host == data_host => {
-                    data = Some(d);
+            let wake = if speculated { deadline } else { speculate_at };
+            let progress = match tokio::time::timeout_at(wake, answers.recv()).await {
+                Ok(Some((host, Ok(VerbResponse::Data(d))))) if data_hosts.contains(&host) => {
+                    answered.push(host);
+                    match data {
+                        None => {
+                            data = Some(d);
+                            data_from = host;
+                        }
+                        // A second data answer (a speculative one) serves as a digest.
+                        Some(_) => digests.push((host, verbs::digest_of(&d))),
+                    }
                     tracker.on_ack(host)
                 }
                 Ok(Some((host, Ok(VerbResponse::Digest(d))))) => {
-                    digests.push(d);
+                    answered.push(host);
+                    digests.push((host, d));
                     tracker.on_ack(host)
                 }
                 Ok(Some((host, answer))) => {
                     tracing::debug!(%host, ?answer, "replica failed a read");
-                    tracker.on_failure(host)
+                    answered.push(host);
+                    tracker.on_failure(host);
+                    let wants_data =
+                        data.is_none() && data_hosts.iter().all(|h| answered.contains(h));
+                    match pick_spare(&live, &asked, &requirement, &state, state.dc_of(&host)) {
+                        Some(spare) => {
+                            asked.push(spare);
+                            if wants_data {
+                                data_hosts.push(spare);
+                            }
+                            self.send_to(&state, &[spare], request(!wants_data), timeout, &tx);
+                        }
+                        None => {
+                            for h in live.iter().filter(|h| !asked.contains(h)) {
+                                tracker.on_failure(*h);
+                            }
+                            asked = live.clone();
+                        }
+                    }
+                    tracker.progress()
                 }
                 Ok(None) => Progress::Failed,
+                Err(_) if !speculated => {
+                    speculated = true;
+                    let silent: Vec<HostId> = asked
+                        .iter()
+                        .filter(|h| !answered.contains(h) && requirement.counts(state.dc_of(h)))
+                        .copied()
+                        .collect();
+                    for host in silent {
+                        let wants_data = data.is_none() && data_hosts.contains(&host);
+                        let Some(spare) =
+                            pick_spare(&live, &asked, &requirement, &state, state.dc_of(&host))
+                        else {
+                            break;
+                        };
+                        tracing::debug!(slow = %host, %spare, "speculative read");
+                        asked.push(spare);
+                        if wants_data {
+                            data_hosts.push(spare);
+                        }
+                        self.send_to(&state, &[spare], request(!wants_data), timeout, &tx);
+                    }
+                    tracker.progress()
+                }
                 Err(_) => {
                     return Err(read_timeout(consistency, &tracker, data.is_some()));
                 }
@@ -82,22 +144,24 @@ impl Coordinator {
                 }
             }
         }
+        drop(tx);
         let data = data.unwrap_or_default();
         let expected = verbs::digest_of(&data);
-        if digests.iter().all(|d| *d == expected) {
+        if digests.iter().all(|(_, d)| *d == expected) {
             return Ok(data);
         }
 
         // Phase 2: the replicas disagree. Full data from the others, merge, repair.
         metrics::counter!(m::READ_REPAIRS, "phase" => "mismatch").increment(1);
+        let digest_hosts: Vec<HostId> = digests.iter().map(|(h, _)| *h).collect();
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut answers = self.dispatch(&state, digest_hosts, request(false), timeout);
+        let mut answers = self.dispatch(&state, &digest_hosts, request(false), timeout);
         let mut tracker = QuorumTracker::new(
             requirement.clone(),
             digest_hosts.iter().map(|h| (*h, state.dc_of(h))),
         );
-        let mut versions: Vec<(HostId, Option<PartitionData>)> = vec![(data_host, data)];
-        while versions.len() < targets.len() {
+        let mut versions: Vec<(HostId, Option<PartitionData>)> = vec![(data_from, data)];
+        while versions.len() < digest_hosts.len() + 1 {
             match tokio::time::timeout_at(deadline, answers.recv()).await {
                 Ok(Some((host, answer))) => match expect_data(answer) {
                     Ok(d) => {
@@ -190,6 +254,24 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// How long a read waits for its targets before also asking spare replicas in place of those
+/// still silent (Cassandra's speculative retry, with a fixed delay).
+pub const SPECULATIVE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The closest live replica not asked yet whose answer counts, preferably in `dc`.
+fn pick_spare(
+    live: &[HostId],
+    asked: &[HostId],
+    requirement: &ringdb_ring::Requirement,
+    state: &ClusterState,
+    dc: &str,
+) -> Option<HostId> {
+    live.iter()
+        .filter(|h| !asked.contains(h) && requirement.counts(state.dc_of(h)))
+        .min_by_key(|h| state.dc_of(h) != dc)
+        .copied()
 }
 
 /// Merges replica answers for the same partition and slice; `None` if none holds anything.

@@ -53,7 +53,7 @@ impl Coordinator {
             let segment_end = segment_end.0.min(end);
             metrics::counter!(m::COORDINATOR_REQUESTS, "op" => "scan", "replica" => "n/a")
                 .increment(1);
-            let targets = self.read_targets(&state, &requirement, replicas, consistency)?;
+            let (targets, _) = self.read_targets(&state, &requirement, replicas, consistency)?;
             let want = max - out.len();
             let request = VerbRequest::Scan {
                 table: read.table,

@@ -50,7 +50,7 @@ mod values;
 mod write;
 
 pub use ast::BatchKind;
-pub use datapath::{DataPath, LocalDataPath};
+pub use datapath::{DataPath, LocalDataPath, WriteKind, WriteRequest};
 pub use error::ExecError;
 
 use error::invalid;
@@ -629,7 +629,7 @@ impl Executor {
             self.add_modification(&schema, stmt, ks.as_deref(), &env, &mut set)
                 .await?;
         }
-        self.apply(set, opts.consistency).await?;
+        self.apply(set, opts.consistency, Some(kind)).await?;
         Ok(QueryResult::Void)
     }
 
@@ -658,17 +658,31 @@ impl Executor {
         }
     }
 
-    async fn apply(&self, set: write::MutationSet, consistency: u16) -> Result<(), ExecError> {
-        if set.is_empty() {
+    /// Hands the mutations of a statement (`batch: None`) or of a batch to the data path, as one
+    /// write: a logged batch must reach the coordinator whole, over all its keyspaces, for its
+    /// batchlog to cover every mutation.
+    async fn apply(
+        &self,
+        set: write::MutationSet,
+        consistency: u16,
+        batch: Option<BatchKind>,
+    ) -> Result<(), ExecError> {
+        let mutations = set.into_mutations();
+        if mutations.is_empty() {
             return Ok(());
         }
-        for (keyspace, mutations) in set.by_keyspace() {
-            self.inner
-                .data
-                .write(&keyspace, mutations, consistency)
-                .await?;
-        }
-        Ok(())
+        let kind = match batch {
+            Some(kind) => datapath::WriteKind::of_batch(kind, mutations.len()),
+            None => datapath::WriteKind::Simple,
+        };
+        self.inner
+            .data
+            .write(datapath::WriteRequest {
+                mutations,
+                consistency,
+                kind,
+            })
+            .await
     }
 
     async fn run(
@@ -716,7 +730,7 @@ impl Executor {
                 let mut set = write::MutationSet::default();
                 self.add_modification(&schema, stmt, keyspace, &env, &mut set)
                     .await?;
-                self.apply(set, opts.consistency).await?;
+                self.apply(set, opts.consistency, None).await?;
                 Ok(QueryResult::Void)
             }
             Statement::Batch(b) => {
@@ -761,7 +775,7 @@ impl Executor {
                     self.add_modification(&schema, s, keyspace, &env, &mut set)
                         .await?;
                 }
-                self.apply(set, opts.consistency).await?;
+                self.apply(set, opts.consistency, Some(b.kind)).await?;
                 Ok(QueryResult::Void)
             }
             Statement::Describe(d) => describe::describe(d, &schema, keyspace, &self.inner.node),

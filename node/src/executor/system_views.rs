@@ -102,6 +102,16 @@ fn local_endpoint_status(src: &ViewSource<'_>) -> EndpointStatus {
     }
 }
 
+/// This node's tokens: as gossip publishes them once the node has joined (a node choosing its
+/// tokens at first start has none yet), else as configured at start.
+fn local_tokens<'a>(src: &'a ViewSource<'_>) -> &'a [i64] {
+    src.endpoints
+        .iter()
+        .find(|e| e.local)
+        .map(|e| e.tokens.as_slice())
+        .unwrap_or(&src.node.tokens)
+}
+
 /// The rows of a system table, in key order.
 pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<LogicalRow>, ExecError> {
     let node = src.node;
@@ -136,7 +146,7 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                 ("rpc_address", Some(CqlValue::Inet(node.rpc_address))),
                 ("rpc_port", Some(CqlValue::Int(node.rpc_port as i32))),
                 ("schema_version", Some(uuid(&src.schema.version()))),
-                ("tokens", Some(tokens(&node.tokens))),
+                ("tokens", Some(tokens(local_tokens(src)))),
             ],
         )?]),
         ("system", "peers") => src

@@ -191,23 +191,16 @@ impl MutationSet {
         &mut m.rows[pos]
     }
 
-    /// The mutations, grouped by keyspace.
-    pub(crate) fn by_keyspace(self) -> Vec<(String, Vec<Mutation>)> {
-        let mut out: Vec<(String, Vec<Mutation>)> = Vec::new();
-        for (ks, m) in self.mutations {
-            if m.partition_deletion.is_none() && m.range_deletions.is_empty() && m.rows.is_empty() {
-                continue;
-            }
-            match out.iter_mut().find(|(k, _)| *k == ks) {
-                Some((_, v)) => v.push(m),
-                None => out.push((ks, vec![m])),
-            }
-        }
-        out
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.mutations.is_empty()
+    /// The mutations that write something, each with its keyspace.
+    pub(crate) fn into_mutations(self) -> Vec<(String, Mutation)> {
+        self.mutations
+            .into_iter()
+            .filter(|(_, m)| {
+                m.partition_deletion.is_some()
+                    || !m.range_deletions.is_empty()
+                    || !m.rows.is_empty()
+            })
+            .collect()
     }
 }
 

@@ -31,9 +31,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
-use super::merge::{self, MergeOutcome, SchemaSnapshot, SchemaState, TableTombstone};
+use super::merge::{self, MergeOutcome, SchemaChange, SchemaSnapshot, SchemaState, TableTombstone};
 use super::persist::{self, PendingPurge};
 use super::{KeyspaceDef, Schema, SchemaError, TableDef, TableId};
 use crate::storage::Engine;
@@ -97,6 +97,8 @@ pub struct SchemaStore {
     /// The mergeable state `current` is derived from. Its lock serializes changes: it is held
     /// across the plan-persist-publish sequence (no `.await` inside).
     state: Mutex<SchemaState>,
+    /// What merges from peers changed (local DDL is reported by its own statement's answer).
+    merged: broadcast::Sender<Vec<SchemaChange>>,
 }
 
 impl std::fmt::Debug for SchemaStore {
@@ -141,6 +143,7 @@ impl SchemaStore {
             engine,
             current: watch::channel(Arc::new(schema)).0,
             state: Mutex::new(SchemaState::default()),
+            merged: broadcast::channel(64).0,
         };
         store.clean_up_after_crash(&raw, &state)?;
         *store.lock() = state;
@@ -226,6 +229,13 @@ impl SchemaStore {
         Ok(out)
     }
 
+    /// A receiver of the visible changes each merge from a peer made (for client
+    /// `SCHEMA_CHANGE` events). A receiver that falls more than 64 merges behind loses the
+    /// oldest.
+    pub fn subscribe_merged(&self) -> broadcast::Receiver<Vec<SchemaChange>> {
+        self.merged.subscribe()
+    }
+
     /// Applies one change.
     pub fn apply(&self, edit: SchemaEdit) -> Result<(), SchemaError> {
         self.update(|_| Ok((Some(edit), ())))
@@ -246,6 +256,10 @@ impl SchemaStore {
         } else {
             Vec::new()
         };
+        if !changes.is_empty() {
+            // Nobody listening (no CQL server) is fine.
+            let _ = self.merged.send(changes.clone());
+        }
         Ok(MergeOutcome { changed, changes })
     }
 

@@ -164,6 +164,22 @@ impl Engine for MemoryEngine {
             .collect())
     }
 
+    fn meta_scan_prefix_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<MetaEntry>, StorageError> {
+        Ok(self
+            .read()
+            .meta
+            .range((super::meta_page_start(prefix, after), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn disk_size(&self) -> u64 {
         0
     }

@@ -32,7 +32,7 @@
 //! The engine interface ([`Engine`]) is deliberately narrow so that it can be implemented over
 //! sled (the production engine) and in memory (tests), and one conformance suite runs against both.
 //! Besides data, an engine keeps a small key-value *meta* space for node-local metadata (schema,
-//! host id, hints bookkeeping later).
+//! host id, the batchlog, hints bookkeeping later).
 
 use std::ops::Bound;
 
@@ -165,6 +165,15 @@ pub type ClusteringRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// One entry of the meta space: key and value.
 pub type MetaEntry = (Vec<u8>, Vec<u8>);
+
+/// Where a page of a meta scan under `prefix` starts: just after `after` when that sorts at or
+/// after `prefix` (a cursor from the previous page), else at `prefix` itself.
+pub(crate) fn meta_page_start(prefix: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
+    match after {
+        Some(after) if after >= prefix => Bound::Excluded(after.to_vec()),
+        _ => Bound::Included(prefix.to_vec()),
+    }
+}
 
 /// Which rows of a partition to read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -319,6 +328,16 @@ pub trait Engine: Send + Sync + 'static {
     fn meta_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     fn meta_delete(&self, key: &[u8]) -> Result<(), StorageError>;
     fn meta_scan_prefix(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StorageError>;
+
+    /// At most `limit` meta entries under `prefix` whose key sorts after `after` (from the first
+    /// one when `after` is `None`), in key order: [`Engine::meta_scan_prefix`] in bounded pages,
+    /// for spaces that may hold many or large values (the batchlog).
+    fn meta_scan_prefix_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<MetaEntry>, StorageError>;
 
     /// Approximate bytes used on disk (0 for the in-memory engine).
     fn disk_size(&self) -> u64;

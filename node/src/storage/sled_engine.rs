@@ -568,6 +568,27 @@ impl Engine for SledEngine {
             .collect()
     }
 
+    fn meta_scan_prefix_after(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<MetaEntry>, StorageError> {
+        let start = crate::storage::meta_page_start(prefix, after);
+        let mut out = Vec::new();
+        for item in self.meta.range((start, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(map_sled_error)?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn disk_size(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
