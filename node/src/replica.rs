@@ -189,10 +189,7 @@ impl Replica {
     }
 
     fn check_table(&self, table: TableId) -> Result<(), ReplicaError> {
-        let schema = self.schema.current();
-        let known = schema
-            .user_keyspaces()
-            .any(|ks| schema.tables(&ks.name).any(|t| t.id == table));
+        let known = self.schema.current().table_by_id(table).is_some();
         if known {
             Ok(())
         } else {

@@ -248,15 +248,7 @@ impl Coordinator {
             .map_err(|u| unavailable(consistency, u))?;
         let targets = closest_needed(requirement, &live, state);
         if targets.is_empty() {
-            return Err(unavailable(
-                consistency,
-                ringdb_ring::Unavailable {
-                    consistency: requirement.consistency(),
-                    required: requirement.block_for().max(1),
-                    alive: 0,
-                    dc: None,
-                },
-            ));
+            return Err(nobody_to_ask(consistency, requirement));
         }
         Ok((targets, live))
     }
@@ -384,6 +376,20 @@ fn closest_needed(
         .filter(|h| picked.contains(h))
         .copied()
         .collect()
+}
+
+/// `Unavailable` for a request with no replica at all to ask (an empty ring, or a level that
+/// needs none that is alive).
+fn nobody_to_ask(consistency: u16, requirement: &Requirement) -> ExecError {
+    unavailable(
+        consistency,
+        ringdb_ring::Unavailable {
+            consistency: requirement.consistency(),
+            required: requirement.block_for().max(1),
+            alive: 0,
+            dc: None,
+        },
+    )
 }
 
 fn unavailable(consistency: u16, u: ringdb_ring::Unavailable) -> ExecError {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use ringdb_ring::{HostId, Progress, QuorumTracker, Token};
 
 use super::read::merge_versions;
-use super::{unavailable, Coordinator};
+use super::{nobody_to_ask, Coordinator};
 use crate::executor::datapath::RangeRead;
 use crate::executor::ExecError;
 use crate::metrics as m;
@@ -40,15 +40,7 @@ impl Coordinator {
                 break;
             }
             let Some((segment_end, replicas)) = ksp.map.segment_from(Token(start)) else {
-                return Err(unavailable(
-                    consistency,
-                    ringdb_ring::Unavailable {
-                        consistency: requirement.consistency(),
-                        required: requirement.block_for().max(1),
-                        alive: 0,
-                        dc: None,
-                    },
-                ));
+                return Err(nobody_to_ask(consistency, &requirement));
             };
             let segment_end = segment_end.0.min(end);
             metrics::counter!(m::COORDINATOR_REQUESTS, "op" => "scan", "replica" => "n/a")

@@ -346,6 +346,8 @@ pub struct Schema {
     keyspaces: BTreeMap<String, Arc<KeyspaceDef>>,
     /// keyspace → table name → definition.
     tables: BTreeMap<String, BTreeMap<String, Arc<TableDef>>>,
+    /// Table id → definition, for replicas that receive mutations by id.
+    by_id: std::collections::HashMap<TableId, Arc<TableDef>>,
     version: uuid::Uuid,
 }
 
@@ -379,9 +381,15 @@ impl Schema {
                 .insert(t.name.clone(), Arc::new(t));
         }
         let version = compute_version(&ks_map, &tables_map);
+        let by_id = tables_map
+            .values()
+            .flat_map(|t| t.values())
+            .map(|t| (t.id, t.clone()))
+            .collect();
         Schema {
             keyspaces: ks_map,
             tables: tables_map,
+            by_id,
             version,
         }
     }
@@ -404,6 +412,11 @@ impl Schema {
     /// The table `keyspace.name`.
     pub fn table(&self, keyspace: &str, name: &str) -> Option<&Arc<TableDef>> {
         self.tables.get(keyspace).and_then(|t| t.get(name))
+    }
+
+    /// The table with this id, if it is live.
+    pub fn table_by_id(&self, id: TableId) -> Option<&Arc<TableDef>> {
+        self.by_id.get(&id)
     }
 
     /// The tables of a keyspace, by name.

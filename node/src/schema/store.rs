@@ -378,7 +378,7 @@ struct RawState {
 }
 
 /// Ids of the live user tables.
-fn live_table_ids(schema: &Schema) -> HashSet<TableId> {
+pub(crate) fn live_table_ids(schema: &Schema) -> HashSet<TableId> {
     schema
         .user_keyspaces()
         .flat_map(|k| schema.tables(&k.name).map(|t| t.id))

@@ -484,11 +484,7 @@ async fn purge_pending(store: &Arc<SchemaStore>, engine: &Arc<dyn Engine>) -> bo
 }
 
 fn live_ids(store: &SchemaStore) -> HashSet<TableId> {
-    let schema = store.current();
-    schema
-        .user_keyspaces()
-        .flat_map(|k| schema.tables(&k.name).map(|t| t.id))
-        .collect()
+    super::store::live_table_ids(&store.current())
 }
 
 #[cfg(test)]
