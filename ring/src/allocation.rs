@@ -47,6 +47,7 @@
 use std::fmt;
 
 use crate::replication::Replication;
+use crate::rng::SplitMix64;
 use crate::strategy::{Selector, Walk};
 use crate::token::{Token, RING_SIZE};
 use crate::topology::{HostId, Layout, TokenRing, VNode};
@@ -122,7 +123,7 @@ pub fn allocate_tokens(
     seed: u64,
 ) -> Result<Vec<Token>, AllocationError> {
     check_request(ring, Some(node), num_tokens)?;
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let scope = Scope::of(ring, node, replication);
     if scope.tokens.is_empty() {
         let offset = Token(rng.next_u64() as i64);
@@ -222,7 +223,7 @@ pub fn random_tokens(
     seed: u64,
 ) -> Result<Vec<Token>, AllocationError> {
     check_request(ring, None, num_tokens)?;
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut tokens: Vec<Token> = Vec::with_capacity(num_tokens);
     while tokens.len() < num_tokens {
         let token = Token(rng.next_u64() as i64);
@@ -274,19 +275,6 @@ fn evenly_spaced(ring: &TokenRing, num_tokens: usize, offset: Token) -> Vec<Toke
     }
     tokens.sort_unstable();
     tokens
-}
-
-/// A tiny deterministic PRNG (splitmix64), enough to pick offsets.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 /// The best way found to split one range.
@@ -671,7 +659,7 @@ mod tests {
     fn splitmix_is_the_reference_sequence() {
         // First outputs of splitmix64 seeded with 1234567, computed independently (Python, from the
         // published algorithm).
-        let mut rng = SplitMix64(1234567);
+        let mut rng = SplitMix64::new(1234567);
         assert_eq!(rng.next_u64(), 6457827717110365317);
         assert_eq!(rng.next_u64(), 3203168211198807973);
     }

@@ -1,7 +1,8 @@
 //! Placement math for ringdb: where data lives and how many copies a request needs.
 //!
-//! This crate is pure: no I/O, no async, no clock, no dependencies. Everything it computes is a
-//! function of its inputs, so the node, the simulator and the tests all get the same answers.
+//! This crate is pure: no I/O, no async, no clock, and no dependency but `serde` (Merkle trees
+//! travel between nodes). Everything it computes is a function of its inputs, so the node, the
+//! simulator and the tests all get the same answers.
 //!
 //! The layers, each in its own module:
 //!
@@ -13,9 +14,12 @@
 //! * [`strategy`] and [`replication`]: a keyspace's replication options parsed into a
 //!   [`Replication`], whose strategy (`SimpleStrategy`, `NetworkTopologyStrategy`) walks the ring
 //!   to pick replicas; a [`ReplicaMap`] precomputes them per range for `O(log n)` lookups.
-//! * [`allocation`]: tokens for a joining node that keep replicated ownership balanced.
+//! * [`allocation`]: tokens for a joining node that keep replicated ownership balanced (drawing
+//!   offsets from the deterministic [`rng`]).
 //! * [`consistency`]: what a [`ConsistencyLevel`] requires, the `Unavailable` check before a
 //!   request, and a sans-I/O [`QuorumTracker`] that counts answers after it.
+//! * [`merkle`]: Merkle trees over a token range, built from partition digests, whose diff
+//!   tells anti-entropy repair which sub-ranges replicas disagree on.
 //!
 //! A typical read of the placement for one request:
 //!
@@ -54,8 +58,10 @@
 
 pub mod allocation;
 pub mod consistency;
+pub mod merkle;
 pub mod murmur3;
 pub mod replication;
+pub mod rng;
 pub mod strategy;
 pub mod token;
 pub mod topology;
@@ -65,6 +71,7 @@ pub use consistency::{
     assure_sufficient_live, block_for, ConsistencyLevel, Progress, QuorumTracker, Requirement,
     Unavailable,
 };
+pub use merkle::{MerkleError, MerkleTree, MerkleTreeBuilder};
 pub use replication::{Replication, ReplicationError};
 pub use strategy::{NetworkTopologyStrategy, ReplicaMap, ReplicationStrategy, SimpleStrategy};
 pub use token::{Token, TokenRange};
