@@ -91,6 +91,10 @@ pub struct Config {
     pub rack: String,
     /// Number of virtual-node tokens this node owns on the ring (1..=1024).
     pub num_tokens: u32,
+    /// A node starting with an empty data directory in a cluster that already has nodes
+    /// streams the data of the ranges it takes over before it serves them (`JOINING`, then
+    /// `NORMAL`). Off: it takes its ranges at once, empty, and repair has to fill them.
+    pub auto_bootstrap: bool,
     /// `batch`: acknowledge writes once durable; `periodic`: flush every
     /// `commitlog_sync_period_ms` (a crash, even of the process alone, can lose the acknowledged
     /// writes of about that window).
@@ -101,6 +105,11 @@ pub struct Config {
     pub storage_cache_size_mb: u64,
     /// Port of the Prometheus `/metrics` endpoint on `native_transport_address`; 0 disables it.
     pub prometheus_port: u16,
+    /// Address of the admin HTTP API (`ringdb repair` talks to it). It has no authentication:
+    /// keep it on loopback, or on an address only operators reach.
+    pub admin_address: IpAddr,
+    /// Port of the admin HTTP API on `admin_address` (7199, Cassandra's JMX port); 0 disables it.
+    pub admin_port: u16,
     /// Log filter when `RUST_LOG` is not set (`error`, `warn`, `info`, `debug`, `trace`, or a
     /// `tracing` filter directive such as `info,ringdb_node=debug`).
     pub log_level: String,
@@ -109,6 +118,24 @@ pub struct Config {
     pub write_request_timeout_ms: u64,
     /// How long a coordinator waits for a read's replicas, milliseconds (ReadTimeout past it).
     pub read_request_timeout_ms: u64,
+    /// Whether a coordinator keeps hints for replicas that are down or miss a write, and
+    /// replays them when they return (hints already stored are replayed either way).
+    pub hinted_handoff_enabled: bool,
+    /// Hints are written for a replica only this long after it went down, milliseconds (3 h);
+    /// past it the replica has to be repaired.
+    pub max_hint_window_ms: u64,
+    /// Most disk all hints of this node may take, e.g. `1GiB`; past it new hints are refused.
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
+    pub max_hints_size: u64,
+    /// Most bytes per second of hints replayed to one target, e.g. `1MiB`.
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
+    pub hinted_handoff_throttle: u64,
 }
 
 impl Default for Config {
@@ -134,13 +161,20 @@ impl Default for Config {
             dc: "dc1".to_string(),
             rack: "rack1".to_string(),
             num_tokens: 16,
+            auto_bootstrap: true,
             commitlog_sync: CommitlogSync::Periodic,
             commitlog_sync_period_ms: 1000,
             storage_cache_size_mb: 256,
             prometheus_port: 9500,
+            admin_address: loopback,
+            admin_port: 7199,
             log_level: "info".to_string(),
             write_request_timeout_ms: 2000,
             read_request_timeout_ms: 5000,
+            hinted_handoff_enabled: true,
+            max_hint_window_ms: 3 * 60 * 60 * 1000,
+            max_hints_size: 1 << 30,
+            hinted_handoff_throttle: 1 << 20,
         }
     }
 }
@@ -372,6 +406,7 @@ impl Config {
         for (key, value) in [
             ("write_request_timeout_ms", self.write_request_timeout_ms),
             ("read_request_timeout_ms", self.read_request_timeout_ms),
+            ("hinted_handoff_throttle", self.hinted_handoff_throttle),
         ] {
             if value == 0 {
                 return Err(bad(key, "must be at least 1".into()));

@@ -17,7 +17,10 @@
 //! - [`server`]: wires a node together and runs it until shutdown.
 //! - [`cluster`]: the local cluster manager behind `ringdb cluster` and the end-to-end tests.
 //! - [`status`]: `ringdb status`, the cluster as one node sees it.
+//! - [`repair`]: anti-entropy repair with Merkle trees (`ringdb repair`).
+//! - [`admin`]: the admin HTTP API the operator tools talk to.
 
+pub mod admin;
 pub mod clock;
 pub mod cluster;
 pub mod commitlog;
@@ -25,9 +28,11 @@ pub mod config;
 pub mod coordinator;
 pub mod cql_server;
 pub mod executor;
+pub mod hints;
 pub mod join;
 pub mod membership;
 pub mod metrics;
+pub mod repair;
 pub mod replica;
 pub mod schema;
 pub mod schema_link;

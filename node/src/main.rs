@@ -51,8 +51,12 @@ enum Command {
     /// Make the certificates of internode mutual TLS: a cluster CA, then one certificate per node.
     #[command(subcommand)]
     Certs(CertsCommand),
-    /// Show the cluster as one node sees it (like `nodetool status`).
+    /// Show the cluster as one node sees it (like `nodetool status [keyspace]`).
     Status {
+        /// Show effective ownership for this keyspace: each node's share of the ring it holds
+        /// replicas of. Without one: effective ownership when every non-system keyspace has the
+        /// same replication, else raw token ownership.
+        keyspace: Option<String>,
         /// Node to ask, HOST[:PORT] of its CQL listener.
         #[arg(long, default_value = "127.0.0.1:9042")]
         host: String,
@@ -63,6 +67,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Repair a node's ranges: compare replicas by Merkle trees, stream what differs (like
+    /// `nodetool repair`). Exits non-zero if any range could not be repaired.
+    Repair(ringdb_node::repair::cli::RepairArgs),
 }
 
 #[derive(Subcommand)]
@@ -177,10 +184,17 @@ fn main() -> ExitCode {
         }
         Command::Certs(cmd) => exit(run_certs(cmd)),
         Command::Status {
+            keyspace,
             host,
             json,
             timeout,
-        } => exit(run_status(&host, json, timeout)),
+        } => exit(run_status(&host, keyspace.as_deref(), json, timeout)),
+        Command::Repair(args) => {
+            match runtime().and_then(|rt| rt.block_on(ringdb_node::repair::cli::run(args))) {
+                Ok(code) => code,
+                Err(e) => exit(Err(e)),
+            }
+        }
     }
 }
 
@@ -271,16 +285,17 @@ fn run_certs(cmd: CertsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_status(host: &str, json: bool, timeout: u64) -> anyhow::Result<()> {
+fn run_status(host: &str, keyspace: Option<&str>, json: bool, timeout: u64) -> anyhow::Result<()> {
     let runtime = runtime()?;
-    let rows = runtime.block_on(ringdb_node::status::fetch(
+    let report = runtime.block_on(ringdb_node::status::fetch(
         host,
+        keyspace,
         std::time::Duration::from_secs(timeout.max(1)),
     ))?;
     if json {
-        println!("{}", ringdb_node::status::render_json(&rows)?);
+        println!("{}", ringdb_node::status::render_json(&report)?);
     } else {
-        print!("{}", ringdb_node::status::render_table(&rows));
+        print!("{}", ringdb_node::status::render_table(&report));
     }
     Ok(())
 }

@@ -74,14 +74,17 @@ impl NodeMembership {
     /// First start: chooses this node's tokens against the ring gossip shows
     /// ([`crate::join::choose_tokens`]: joins are serialized, tokens balanced for
     /// `allocate_tokens_for_local_replication_factor`), persists them with `persist`, then
-    /// publishes them and only then `NORMAL`. `None` when `shutdown` came first.
+    /// publishes them, with `JOINING` when `bootstrap` says the node has data to stream first
+    /// (it calls [`NodeMembership::become_normal`] after), else `NORMAL` at once. `None` when
+    /// `shutdown` came first.
     pub async fn join(
         &self,
         config: &Config,
         host_id: uuid::Uuid,
         persist: impl FnOnce(&[i64]) -> anyhow::Result<()>,
+        bootstrap: impl FnOnce(&ClusterView) -> bool,
         mut shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<Option<Vec<i64>>> {
+    ) -> anyhow::Result<Option<(Vec<i64>, bool)>> {
         let candidate = crate::join::JoinCandidate {
             host_id,
             dc: config.dc.clone(),
@@ -98,13 +101,55 @@ impl NodeMembership {
             _ = crate::server::stopping(&mut shutdown) => return Ok(None),
         };
         persist(&tokens)?;
+        let bootstrapping = bootstrap(&self.membership.view());
         self.membership
             .set_app_state(AppStateKey::Tokens, encode_tokens(&tokens))
             .await;
+        let status = if bootstrapping {
+            NodeStatus::Joining
+        } else {
+            NodeStatus::Normal
+        };
+        self.membership
+            .set_app_state(AppStateKey::Status, status.as_str())
+            .await;
+        Ok(Some((tokens, bootstrapping)))
+    }
+
+    /// Ends a bootstrap: the node serves its ranges.
+    pub async fn become_normal(&self) {
         self.membership
             .set_app_state(AppStateKey::Status, NodeStatus::Normal.as_str())
             .await;
-        Ok(Some(tokens))
+    }
+
+    /// Waits (at most `timeout`) until every live node that owns tokens gossips the same schema
+    /// version as this node; returns whether they agree.
+    pub async fn wait_schema_agreement(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut views = self.membership.watch();
+        loop {
+            let view = views.borrow_and_update().clone();
+            let local = view
+                .endpoints
+                .get(&view.local)
+                .and_then(|ev| ev.state.get(AppStateKey::SchemaVersion).map(str::to_string));
+            let agree = local.is_some()
+                && view
+                    .endpoints
+                    .values()
+                    .filter(|ev| ev.alive && in_ring(ev.state.status()))
+                    .all(|ev| ev.state.get(AppStateKey::SchemaVersion) == local.as_deref());
+            if agree {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, views.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
     }
 
     /// Announces SHUTDOWN, then closes the transport.
@@ -328,7 +373,17 @@ pub async fn start(
 
     {
         let m = membership.clone();
-        executor.set_cluster_info(move || cluster_info(&m.view(), m.generation()));
+        let hints = data.coordinator.hints().clone();
+        executor.set_cluster_info(move || {
+            let mut info = cluster_info(&m.view(), m.generation());
+            for e in &mut info.endpoints {
+                if let Some(id) = e.host_id {
+                    let pending = hints.pending(&crate::coordinator::placement::host_id(id));
+                    e.pending_hints = pending.hints.min(i64::MAX as u64) as i64;
+                }
+            }
+            info
+        });
     }
 
     let mut tasks = vec![
@@ -612,6 +667,7 @@ pub fn cluster_info(view: &ClusterView, local_generation: u64) -> ClusterInfo {
             native_address: native,
             release_version: st.get(AppStateKey::ReleaseVersion).map(str::to_string),
             local: *endpoint == view.local,
+            pending_hints: 0,
         });
         // system.peers: the other nodes that are part of the ring and fully described (drivers
         // skip rows without host id, tokens or address).

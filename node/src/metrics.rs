@@ -26,8 +26,16 @@
 //! | `ringdb_coordinator_requests_total` | counter | `op` (write, read: per partition; scan: per ring piece), `replica` (yes: this node is a replica of the partition, no, n/a) |
 //! | `ringdb_coordinator_errors_total` | counter | `kind` (unavailable, write_timeout, write_failure, read_timeout, read_failure) |
 //! | `ringdb_read_repairs_total` | counter | `phase` (mismatch: reads whose replicas disagreed, repaired: replicas written back) |
-//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate, batchlog_store, batchlog_remove) received from other nodes |
+//! | `ringdb_repair_ranges_total` | counter | `outcome` (in_sync, repaired, failed): table ranges done by repair sessions this node coordinated |
+//! | `ringdb_repair_partitions_streamed_total` | counter | — (merged partitions repair wrote to replicas whose copy differed) |
+//! | `ringdb_repair_bytes_streamed_total` | counter | — (bytes of those writes) |
+//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate, batchlog_store, batchlog_remove, merkle_tree, repair_read) received from other nodes |
 //! | `ringdb_batchlog_replayed_total` | counter | — (logged batches this node replayed from its batchlog) |
+//! | `ringdb_hints_stored_total` | counter | — (hints written for replicas that were down or did not answer) |
+//! | `ringdb_hints_replayed_total` | counter | — (hints delivered to their target and deleted) |
+//! | `ringdb_hints_dropped_total` | counter | `reason` (full, storage, corrupt, window: target down too long, disabled, expired: older than gc_grace_seconds, target_left) |
+//! | `ringdb_hints_pending` | gauge | `target` (host id): hints this node holds for it |
+//! | `ringdb_streamed_partitions_total` | counter | — (partitions received while bootstrapping) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,8 +61,16 @@ pub const INTERNODE_HANDSHAKES_REFUSED: &str = "ringdb_internode_handshakes_refu
 pub const COORDINATOR_REQUESTS: &str = "ringdb_coordinator_requests_total";
 pub const COORDINATOR_ERRORS: &str = "ringdb_coordinator_errors_total";
 pub const READ_REPAIRS: &str = "ringdb_read_repairs_total";
+pub const REPAIR_RANGES: &str = "ringdb_repair_ranges_total";
+pub const REPAIR_PARTITIONS_STREAMED: &str = "ringdb_repair_partitions_streamed_total";
+pub const REPAIR_BYTES_STREAMED: &str = "ringdb_repair_bytes_streamed_total";
 pub const REPLICA_VERBS: &str = "ringdb_replica_verbs_total";
 pub const BATCHLOG_REPLAYED: &str = "ringdb_batchlog_replayed_total";
+pub const HINTS_STORED: &str = "ringdb_hints_stored_total";
+pub const HINTS_REPLAYED: &str = "ringdb_hints_replayed_total";
+pub const HINTS_DROPPED: &str = "ringdb_hints_dropped_total";
+pub const HINTS_PENDING: &str = "ringdb_hints_pending";
+pub const STREAMED_PARTITIONS: &str = "ringdb_streamed_partitions_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -134,6 +150,24 @@ fn describe() {
         "Read repair: mismatched reads and replicas repaired"
     );
     describe_counter!(
+        REPAIR_RANGES,
+        "Table ranges done by repair sessions this node coordinated, by outcome"
+    );
+    for outcome in ["in_sync", "repaired", "failed"] {
+        metrics::counter!(REPAIR_RANGES, "outcome" => outcome).absolute(0);
+    }
+    describe_counter!(
+        REPAIR_PARTITIONS_STREAMED,
+        "Merged partitions repair wrote to replicas whose copy differed"
+    );
+    metrics::counter!(REPAIR_PARTITIONS_STREAMED).absolute(0);
+    describe_counter!(
+        REPAIR_BYTES_STREAMED,
+        Unit::Bytes,
+        "Bytes of the partitions repair wrote to replicas whose copy differed"
+    );
+    metrics::counter!(REPAIR_BYTES_STREAMED).absolute(0);
+    describe_counter!(
         REPLICA_VERBS,
         "Data verbs received from other nodes, by verb"
     );
@@ -142,4 +176,23 @@ fn describe() {
         "Logged batches replayed from this node's batchlog (their coordinator did not finish them)"
     );
     metrics::counter!(BATCHLOG_REPLAYED).absolute(0);
+    describe_counter!(
+        HINTS_STORED,
+        "Hints written for replicas that were down or did not answer a write in time"
+    );
+    metrics::counter!(HINTS_STORED).absolute(0);
+    describe_counter!(
+        HINTS_REPLAYED,
+        "Hints delivered to their target and deleted"
+    );
+    metrics::counter!(HINTS_REPLAYED).absolute(0);
+    describe_counter!(
+        HINTS_DROPPED,
+        "Hints not written or deleted unreplayed, by reason"
+    );
+    describe_gauge!(HINTS_PENDING, "Hints this node holds, by target host id");
+    describe_counter!(
+        STREAMED_PARTITIONS,
+        "Partitions this node received from other replicas while bootstrapping"
+    );
 }

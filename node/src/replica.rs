@@ -40,7 +40,8 @@ use crate::clock::HybridClock;
 use crate::commitlog::CommitSync;
 use crate::schema::SchemaStore;
 use crate::storage::{
-    Engine, Mutation, PartitionData, PartitionKey, ScanRange, Seconds, Slice, StorageError, TableId,
+    Cell, CellKey, ColumnId, Deletion, Engine, Liveness, Mutation, PartitionData, PartitionKey,
+    RangeDeletion, ScanRange, Seconds, Slice, StorageError, TableId,
 };
 use crate::verbs::{self, ReplicaError, VerbRequest, VerbResponse};
 
@@ -214,6 +215,31 @@ impl Replica {
             .map_err(|e| ReplicaError::Storage(e.to_string()))
     }
 
+    /// The clock this node stamps writes with.
+    pub fn clock(&self) -> &Arc<HybridClock> {
+        &self.clock
+    }
+
+    /// Shows the clock the newest timestamp in data this node read as a coordinator, so that
+    /// a write it stamps after reading is newer than what the client saw.
+    pub fn observe_read(&self, data: &PartitionData) {
+        let rows = data.static_row.iter().chain(&data.rows).map(|r| {
+            (
+                r.liveness.as_ref(),
+                r.deletion.as_ref(),
+                &r.cells[..],
+                &r.collection_deletions[..],
+            )
+        });
+        if let Some(ts) = newest_timestamp(
+            data.partition_deletion.as_ref(),
+            &data.range_deletions,
+            rows,
+        ) {
+            self.clock.observe(ts);
+        }
+    }
+
     /// Reads a slice of one partition.
     pub fn read(
         &self,
@@ -244,6 +270,32 @@ impl Replica {
             .await
             .map_err(|e| ReplicaError::Storage(format!("scan task failed: {e}")))?
             .map_err(storage_error)
+    }
+
+    /// This replica's Merkle tree of `table` over `range`, at `depth` or at the depth its
+    /// partition count there calls for (anti-entropy repair: see [`crate::repair::tree`]).
+    pub async fn merkle_tree(
+        &self,
+        table: TableId,
+        range: ringdb_ring::TokenRange,
+        depth: Option<u8>,
+    ) -> Result<ringdb_ring::MerkleTree, ReplicaError> {
+        self.check_table(table)?;
+        crate::repair::tree::build(self.engine.clone(), table, range, depth).await
+    }
+
+    /// A page of whole partitions for repair streaming, bounded in count and in bytes, and
+    /// whether the range holds nothing after it (see [`crate::repair::tree::read_page`]).
+    pub async fn repair_page(
+        &self,
+        table: TableId,
+        range: ScanRange,
+        max_partitions: u32,
+        max_bytes: u32,
+    ) -> Result<(Vec<PartitionData>, bool), ReplicaError> {
+        self.check_table(table)?;
+        crate::repair::tree::read_page(self.engine.clone(), table, range, max_partitions, max_bytes)
+            .await
     }
 
     /// Removes all local data of a table (known or not: a dropped table's data goes too).
@@ -371,6 +423,32 @@ impl Replica {
             VerbRequest::BatchlogRemove { id } => self
                 .remove_batch(*id)
                 .map(|()| VerbResponse::BatchlogRemoved),
+            VerbRequest::MerkleTree {
+                table,
+                start,
+                end,
+                depth,
+            } => {
+                let range = ringdb_ring::TokenRange::new(
+                    ringdb_ring::Token(*start),
+                    ringdb_ring::Token(*end),
+                );
+                self.merkle_tree(*table, range, *depth)
+                    .await
+                    .map(|tree| VerbResponse::MerkleTree(Box::new(tree)))
+            }
+            VerbRequest::RepairRead {
+                table,
+                range,
+                max_partitions,
+                max_bytes,
+            } => self
+                .repair_page(*table, range.clone(), *max_partitions, *max_bytes)
+                .await
+                .map(|(partitions, complete)| VerbResponse::RepairPage {
+                    partitions,
+                    complete,
+                }),
             VerbRequest::SchemaPull | VerbRequest::SchemaPush(_) => Err(ReplicaError::BadRequest(
                 "schema verbs are answered by schema synchronization".into(),
             )),
@@ -381,18 +459,42 @@ impl Replica {
 
 /// The newest timestamp a mutation carries.
 fn max_timestamp(m: &Mutation) -> Option<i64> {
-    let deletions = m
-        .partition_deletion
-        .iter()
-        .chain(m.range_deletions.iter().map(|r| &r.deletion))
+    let rows = m.rows.iter().map(|r| {
+        (
+            r.liveness.as_ref(),
+            r.deletion.as_ref(),
+            &r.cells[..],
+            &r.collection_deletions[..],
+        )
+    });
+    newest_timestamp(m.partition_deletion.as_ref(), &m.range_deletions, rows)
+}
+
+/// The parts of a row that carry timestamps: liveness, deletion, cells, collection deletions.
+type RowStamps<'a> = (
+    Option<&'a Liveness>,
+    Option<&'a Deletion>,
+    &'a [(CellKey, Cell)],
+    &'a [(ColumnId, Deletion)],
+);
+
+/// The newest timestamp among a partition's deletions and rows (written or read).
+fn newest_timestamp<'a>(
+    partition_deletion: Option<&Deletion>,
+    range_deletions: &[RangeDeletion],
+    rows: impl Iterator<Item = RowStamps<'a>>,
+) -> Option<i64> {
+    let deletions = partition_deletion
+        .into_iter()
+        .chain(range_deletions.iter().map(|r| &r.deletion))
         .map(|d| d.timestamp);
-    let rows = m.rows.iter().flat_map(|r| {
-        r.liveness
-            .iter()
+    let rows = rows.flat_map(|(liveness, deletion, cells, collection_deletions)| {
+        liveness
             .map(|l| l.timestamp)
-            .chain(r.deletion.iter().map(|d| d.timestamp))
-            .chain(r.cells.iter().map(|(_, c)| c.timestamp))
-            .chain(r.collection_deletions.iter().map(|(_, d)| d.timestamp))
+            .into_iter()
+            .chain(deletion.map(|d| d.timestamp))
+            .chain(cells.iter().map(|(_, c)| c.timestamp))
+            .chain(collection_deletions.iter().map(|(_, d)| d.timestamp))
     });
     deletions.chain(rows).max()
 }

@@ -5,8 +5,8 @@
 //! flusher that implements `commitlog_sync`; load the schema; build the coordinator, the batchlog
 //! replay and the executor; install metrics; bind
 //! the CQL listener; start the internode transport and gossip ([`crate::membership`]); on a first
-//! start, choose tokens against the ring gossip shows ([`crate::join`]) and persist them; then
-//! serve CQL. The node is ready when [`start`] returns.
+//! start, choose tokens against the ring gossip shows ([`crate::join`]) and persist them; start
+//! the admin API ([`crate::admin`]); then serve CQL. The node is ready when [`start`] returns.
 //!
 //! Shutdown is graceful and bounded: announce `SHUTDOWN` in gossip (peers mark the node down at
 //! once), stop accepting connections, let in-flight requests finish (for at most
@@ -154,11 +154,22 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".to_string(),
     };
     let clock = crate::clock::HybridClock::system();
+    let hints = crate::hints::HintStore::open(
+        engine.clone(),
+        commit.clone(),
+        crate::hints::HintConfig {
+            enabled: config.hinted_handoff_enabled,
+            window: Duration::from_millis(config.max_hint_window_ms),
+            max_bytes: config.max_hints_size,
+        },
+    )
+    .context("opening the hint store")?;
     let replica =
         crate::replica::Replica::new(engine.clone(), commit, schema.clone(), clock.clone());
     let coordinator = crate::coordinator::Coordinator::new(
         replica.clone(),
         schema.clone(),
+        hints,
         crate::coordinator::CoordinatorConfig {
             local: crate::coordinator::placement::host_id(identity.host_id),
             dc: config.dc.clone(),
@@ -180,7 +191,13 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
 
-    let mut tasks = vec![flusher, batchlog_replay];
+    let hint_replay = tokio::spawn(crate::coordinator::run_hint_replay(
+        coordinator.clone(),
+        config.hinted_handoff_throttle,
+        shutdown_rx.clone(),
+    ));
+
+    let mut tasks = vec![flusher, batchlog_replay, hint_replay];
     tasks.push(tokio::spawn(crate::schema::sync::purge_dropped_tables(
         executor.schema_store().clone(),
         engine.clone(),
@@ -205,6 +222,11 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         .await
         .with_context(|| format!("binding the CQL listener on {cql_addr}"))?;
     let cql_addr = server.local_addr();
+    let repair = crate::repair::RepairService::new(
+        coordinator.clone(),
+        executor.schema_store().clone(),
+        shutdown_rx.clone(),
+    );
 
     let membership = crate::membership::start(
         &config,
@@ -218,7 +240,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         &executor,
         crate::membership::DataPlane {
             replica,
-            coordinator,
+            coordinator: coordinator.clone(),
         },
         server.event_sender(),
         shutdown_rx.clone(),
@@ -231,19 +253,37 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     );
     if identity.tokens.is_none() {
         let engine = engine.clone();
+        let local = membership.membership.local();
+        let auto_bootstrap = config.auto_bootstrap;
         let chosen = membership
             .join(
                 &config,
                 identity.host_id,
                 move |tokens| persist_tokens(engine.as_ref(), tokens),
+                // Data to stream exists only where another node already owns tokens.
+                move |view| {
+                    auto_bootstrap
+                        && view.endpoints.iter().any(|(e, ev)| {
+                            *e != local
+                                && crate::coordinator::placement::in_ring(ev.state.status())
+                                && !ev.state.tokens().is_empty()
+                        })
+                },
                 shutdown_rx.clone(),
             )
             .await?;
         match chosen {
-            Some(tokens) => tracing::info!(tokens = tokens.len(), "joined the ring"),
+            Some((tokens, false)) => tracing::info!(tokens = tokens.len(), "joined the ring"),
+            Some((tokens, true)) => {
+                bootstrap(&config, &membership, &coordinator, executor.schema_store()).await?;
+                membership.become_normal().await;
+                tracing::info!(tokens = tokens.len(), "bootstrapped: joined the ring");
+            }
             None => anyhow::bail!("stopped before joining the ring"),
         }
     }
+    let admin = crate::admin::start(&config, identity.host_id, cql_addr, repair, &shutdown_rx);
+    tasks.extend(admin.await);
     tasks.push(tokio::spawn(server.run(shutdown_rx)));
     tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
 
@@ -255,6 +295,55 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         membership: Some(membership),
     })
 }
+
+/// Streams in the data of the ranges this node takes over (it gossips `JOINING`): once its
+/// schema agrees with the cluster's and the other nodes have had time to see it joining (so they
+/// send it new writes as a pending replica), see [`crate::coordinator::streaming`].
+async fn bootstrap(
+    config: &Config,
+    membership: &crate::membership::NodeMembership,
+    coordinator: &crate::coordinator::Coordinator,
+    schema: &crate::schema::SchemaStore,
+) -> anyhow::Result<()> {
+    if !membership
+        .wait_schema_agreement(BOOTSTRAP_SCHEMA_WAIT)
+        .await
+    {
+        tracing::warn!(
+            "schema not in agreement with the cluster after {BOOTSTRAP_SCHEMA_WAIT:?}: \
+             streaming the keyspaces known so far"
+        );
+    }
+    if schema.current().user_keyspaces().next().is_none() {
+        return Ok(()); // nothing to stream
+    }
+    let settle = crate::join::JoinSettings::new(
+        config.num_tokens as usize,
+        config.allocate_tokens_for_local_replication_factor as usize,
+        Duration::from_millis(config.gossip_interval_ms),
+    )
+    .settle;
+    tracing::info!(
+        ?settle,
+        "bootstrapping: waiting for the cluster to see this node joining"
+    );
+    tokio::time::sleep(settle).await;
+    let started = std::time::Instant::now();
+    let stats = coordinator
+        .bootstrap()
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+    tracing::info!(
+        ranges = stats.ranges,
+        partitions = stats.partitions,
+        took = ?started.elapsed(),
+        "bootstrap streaming done"
+    );
+    Ok(())
+}
+
+/// How long a bootstrapping node waits for its schema to agree with the cluster's.
+const BOOTSTRAP_SCHEMA_WAIT: Duration = Duration::from_secs(30);
 
 /// The node's identity, created on first start and persisted.
 struct Identity {
@@ -355,6 +444,32 @@ async fn purge_worker(
 /// a closed channel.
 pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A background worker's loop: runs `round` every `interval` (the first one interval after the
+/// call), until `shutdown` turns true or its sender is gone — also in the middle of a round,
+/// which is then dropped where it stands (workers keep their state durable between rounds).
+pub(crate) async fn every<F, Fut>(
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopping(&mut shutdown) => return,
+        }
+        tokio::select! {
+            () = round() => {}
+            _ = stopping(&mut shutdown) => return,
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

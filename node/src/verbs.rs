@@ -91,6 +91,34 @@ pub enum VerbRequest {
     SchemaPull,
     /// Merge this schema into yours.
     SchemaPush(Box<SchemaSnapshot>),
+    /// Build a Merkle tree of your partitions of `table` in the token range `(start, end]`
+    /// (anti-entropy repair: see `crate::repair`). Built with a streaming scan in bounded pages,
+    /// each partition summarized by [`digest_of`] its whole data, tombstones included.
+    MerkleTree {
+        /// The table.
+        table: TableId,
+        /// The range's exclusive start token.
+        start: i64,
+        /// The range's inclusive end token (`start == end`: the whole ring).
+        end: i64,
+        /// The tree's depth; `None`: choose it from your partition count in the range
+        /// ([`ringdb_ring::MerkleTree::depth_for`]), so that replicas with the same data pick
+        /// the same depth without a round trip.
+        depth: Option<u8>,
+    },
+    /// Read whole partitions of `table` in ring order within `range`, for repair streaming:
+    /// at most `max_partitions`, and no more once `max_bytes` of encoded partitions are
+    /// gathered (but always at least one), so that a page fits in a verb whatever the data.
+    RepairRead {
+        /// The table.
+        table: TableId,
+        /// Where to start and stop.
+        range: ScanRange,
+        /// Most partitions to return.
+        max_partitions: u32,
+        /// Encoded bytes after which the page is cut.
+        max_bytes: u32,
+    },
 }
 
 impl VerbRequest {
@@ -106,6 +134,8 @@ impl VerbRequest {
             VerbRequest::BatchlogRemove { .. } => "batchlog_remove",
             VerbRequest::SchemaPull => "schema_pull",
             VerbRequest::SchemaPush(_) => "schema_push",
+            VerbRequest::MerkleTree { .. } => "merkle_tree",
+            VerbRequest::RepairRead { .. } => "repair_read",
         }
     }
 }
@@ -133,6 +163,15 @@ pub enum VerbResponse {
     SchemaMerged,
     /// The replica could not do it.
     Error(ReplicaError),
+    /// The Merkle tree asked for by [`VerbRequest::MerkleTree`].
+    MerkleTree(Box<ringdb_ring::MerkleTree>),
+    /// A page of [`VerbRequest::RepairRead`], in ring order.
+    RepairPage {
+        /// The partitions.
+        partitions: Vec<PartitionData>,
+        /// True when the range holds nothing after the last partition (or the page is empty).
+        complete: bool,
+    },
 }
 
 /// Why a replica refused or failed a verb. Carried over the wire, so plain data.
@@ -314,5 +353,54 @@ mod tests {
         assert_ne!(digest_of(&a), digest_of(&None));
         assert_ne!(digest_of(&a), digest_of(&b));
         assert_eq!(digest_of(&a), digest_of(&a.clone()));
+    }
+
+    #[test]
+    fn repair_verbs_round_trip() {
+        use ringdb_ring::{MerkleTree, Token, TokenRange};
+        let requests = vec![
+            VerbRequest::MerkleTree {
+                table: uuid::Uuid::from_u128(1),
+                start: -5,
+                end: i64::MIN,
+                depth: Some(3),
+            },
+            VerbRequest::MerkleTree {
+                table: uuid::Uuid::from_u128(1),
+                start: 0,
+                end: 0,
+                depth: None,
+            },
+            VerbRequest::RepairRead {
+                table: uuid::Uuid::from_u128(2),
+                range: ScanRange {
+                    after: Some(PartitionKey {
+                        token: 3,
+                        key: vec![],
+                    }),
+                    end_token: Some(9),
+                },
+                max_partitions: 100,
+                max_bytes: 1 << 20,
+            },
+        ];
+        for r in requests {
+            let bytes = encode(&r).unwrap();
+            assert_eq!(decode::<VerbRequest>(&bytes).unwrap(), r);
+        }
+        let range = TokenRange::new(Token(-100), Token(100));
+        let tree =
+            MerkleTree::build(range, 4, [(Token(7), [1; 16]), (Token(-99), [2; 16])]).unwrap();
+        let responses = vec![
+            VerbResponse::MerkleTree(Box::new(tree)),
+            VerbResponse::RepairPage {
+                partitions: vec![],
+                complete: true,
+            },
+        ];
+        for r in responses {
+            let bytes = encode(&r).unwrap();
+            assert_eq!(decode::<VerbResponse>(&bytes).unwrap(), r);
+        }
     }
 }

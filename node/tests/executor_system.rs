@@ -150,6 +150,7 @@ async fn peers_are_empty_then_supplied() {
             native_address: Some("127.0.0.2:9042".parse().unwrap()),
             release_version: Some("4.1.0".into()),
             local: false,
+            pending_hints: 3,
         }],
         local_generation: Some(1_800_000_000),
     });
@@ -175,11 +176,11 @@ async fn peers_are_empty_then_supplied() {
     );
     // The local row is synthesized when gossip supplies none; the peer's comes from gossip.
     assert_eq!(
-        db.rows("SELECT peer, storage_port, status, up, load, generation, local FROM system_views.cluster_status")
+        db.rows("SELECT peer, storage_port, status, up, load, generation, local, pending_hints FROM system_views.cluster_status")
             .await,
         rows![
-            "127.0.0.1", "7000", "NORMAL", "True", "null", "1800000000", "True";
-            "127.0.0.2", "7001", "NORMAL", "False", "1234", "17", "False"
+            "127.0.0.1", "7000", "NORMAL", "True", "null", "1800000000", "True", "0";
+            "127.0.0.2", "7001", "NORMAL", "False", "1234", "17", "False", "3"
         ]
     );
 }

@@ -226,9 +226,10 @@ class ReplicatedCluster(RingdbCluster):
 
     NO_RETRY = NO_RETRY
 
-    def __init__(self, binary: Path, name: str, dir: Path, dcs: list[int]):
+    def __init__(self, binary: Path, name: str, dir: Path, dcs: list[int], sets=()):
         super().__init__(binary, name, dir, sum(dcs))
         self.dcs = list(dcs)
+        self.sets = list(sets)
         self._drivers: list = []
         self._pinned: dict = {}
 
@@ -239,6 +240,7 @@ class ReplicatedCluster(RingdbCluster):
         self.cli(
             "create", self.name, "-n", ":".join(str(n) for n in self.dcs),
             "--set", "commitlog_sync=batch",
+            *[arg for kv in self.sets for arg in ("--set", kv)],
             "--base-ip", self.base_ip, "--start", "--timeout", str(int(CLUSTER_TIMEOUT)),
             timeout=CLUSTER_TIMEOUT + 60,
         )
@@ -448,13 +450,14 @@ class ReplicatedCluster(RingdbCluster):
 
 @pytest.fixture
 def replicated_cluster(ringdb_binary, tmp_path_factory):
-    """make(name, dcs) creates and starts a ReplicatedCluster (dcs: nodes per datacenter, e.g.
-    [3] or [3, 3]); removed at the end of the test (kept, with its logs in the report, when the
-    test failed)."""
+    """make(name, dcs, sets=()) creates and starts a ReplicatedCluster (dcs: nodes per
+    datacenter, e.g. [3] or [3, 3]; sets: extra `--set KEY=VALUE` for every node); removed at the
+    end of the test (kept, with its logs in the report, when the test failed)."""
     made: list[ReplicatedCluster] = []
 
-    def make(name: str, dcs: list[int]) -> ReplicatedCluster:
-        c = ReplicatedCluster(ringdb_binary, name, tmp_path_factory.mktemp(name) / name, dcs)
+    def make(name: str, dcs: list[int], sets=()) -> ReplicatedCluster:
+        c = ReplicatedCluster(ringdb_binary, name, tmp_path_factory.mktemp(name) / name, dcs,
+                              sets)
         made.append(c)
         ACTIVE_CLUSTERS.append(c)
         begin = time.monotonic()

@@ -119,6 +119,7 @@ class RingdbNode:
             "listen_address": f'"{self.ip}"',
             "storage_port": str(STORAGE_PORT),
             "native_transport_address": f'"{self.ip}"',
+            "admin_address": f'"{self.ip}"',  # nodes never share the admin API's port
             "native_transport_port": str(self.port),
             "data_dir": '"' + str(self.data_dir).replace("\\", "\\\\").replace('"', '\\"') + '"',
         }

@@ -249,6 +249,8 @@ impl TestNode {
         config.insert("listen_address".into(), yaml_str(&ip.to_string()));
         config.insert("storage_port".into(), STORAGE_PORT.to_string());
         config.insert("native_transport_address".into(), yaml_str(&ip.to_string()));
+        // The admin API on the node's own address too, so that nodes never share its port.
+        config.insert("admin_address".into(), yaml_str(&ip.to_string()));
         config.insert(
             "native_transport_port".into(),
             NATIVE_TRANSPORT_PORT.to_string(),

@@ -70,6 +70,9 @@ pub const NATIVE_TRANSPORT_PORT: u16 = 9042;
 pub const STORAGE_PORT: u16 = 7000;
 /// The Prometheus port of every node (on its own address).
 pub const PROMETHEUS_PORT: u16 = 9500;
+/// The admin API port of every node (on its own address), unless the extra config says
+/// otherwise.
+pub const ADMIN_PORT: u16 = 7199;
 /// How long a graceful stop (SIGTERM) may take before the node is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to disappear after SIGKILL, or to change state after SIGSTOP/SIGCONT.
@@ -254,6 +257,8 @@ pub struct NodeHandle {
     pub cql_addr: SocketAddr,
     /// Where it listens for internode traffic (QUIC, UDP).
     pub storage_addr: SocketAddr,
+    /// Where its admin API listens (`ringdb repair --host`).
+    pub admin_addr: SocketAddr,
     pub dc: String,
     pub rack: String,
     /// True for a seed.
@@ -648,6 +653,7 @@ fn handle(dir: &Path, m: &Manifest, n: &NodeEntry) -> NodeHandle {
             port("native_transport_port", NATIVE_TRANSPORT_PORT),
         ),
         storage_addr: SocketAddr::new(IpAddr::V4(n.ip), port("storage_port", STORAGE_PORT)),
+        admin_addr: SocketAddr::new(IpAddr::V4(n.ip), port("admin_port", ADMIN_PORT)),
         dc: n.dc.clone(),
         rack: n.rack.clone(),
         seed: n.seed,
@@ -694,6 +700,8 @@ fn node_config_yaml(m: &Manifest, h: &NodeHandle) -> Result<String, ClusterError
     put("native_transport_address", s(&h.ip.to_string()));
     put("native_transport_port", Value::from(h.cql_addr.port()));
     put("prometheus_port", Value::from(PROMETHEUS_PORT));
+    put("admin_address", s(&h.ip.to_string()));
+    put("admin_port", Value::from(h.admin_addr.port()));
     put(
         "seeds",
         Value::Sequence(m.seeds.iter().map(|ip| s(&ip.to_string())).collect()),

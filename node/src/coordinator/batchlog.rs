@@ -459,22 +459,9 @@ struct Replayed {
 ///
 /// Spawn it once per node, next to [`Coordinator::attach`]:
 /// `tokio::spawn(run_batchlog_replay(coordinator.clone(), shutdown_rx.clone()))`.
-pub async fn run_batchlog_replay(
-    coordinator: Arc<Coordinator>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(BATCHLOG_REPLAY_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick is immediate
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = crate::server::stopping(&mut shutdown) => return,
-        }
-        let round = tokio::select! {
-            round = coordinator.replay_batchlog(SystemTime::now()) => round,
-            _ = crate::server::stopping(&mut shutdown) => return,
-        };
+pub async fn run_batchlog_replay(coordinator: Arc<Coordinator>, shutdown: watch::Receiver<bool>) {
+    crate::server::every(BATCHLOG_REPLAY_INTERVAL, shutdown, || async {
+        let round = coordinator.replay_batchlog(SystemTime::now()).await;
         if round != ReplayRound::default() {
             tracing::info!(
                 replayed = round.replayed,
@@ -483,7 +470,8 @@ pub async fn run_batchlog_replay(
                 "batchlog replay round"
             );
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

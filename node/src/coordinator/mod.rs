@@ -16,8 +16,8 @@
 //!
 //! Writes ([`write`]) go to every live replica of every datacenter; the answer waits only for as
 //! many as the level needs, while the other replicas keep applying in the background. A replica
-//! that is down gets nothing (hinted handoff, which would keep the write for it, is the next
-//! milestone; repair and read repair converge it meanwhile). The partitions of a simple write or
+//! that is down, or does not answer in time, gets a hint instead, replayed when it is back
+//! ([`hints`]); a write at `ANY` with no replica alive is acknowledged on a stored hint. The partitions of a simple write or
 //! an unlogged batch are coordinated independently; a logged batch over several partitions is
 //! first stored in a batchlog on two other nodes ([`batchlog`]), which replay it if this node
 //! dies before it is applied, so that once acknowledged it is applied completely or not at all.
@@ -33,13 +33,18 @@
 //! state stays the executor's (the last partition key seen).
 //!
 //! Timestamps are not the coordinator's business: the executor stamps mutations with the hybrid
-//! logical clock before they get here, and replicas show every timestamp they apply to their
-//! clock.
+//! logical clock before they get here, replicas show every timestamp they apply to their clock,
+//! and the coordinator shows its own clock the newest timestamp in what it reads, so a write a
+//! client makes after reading something is always stamped later than it.
+//!
+//! Reads and scans with a row limit are protected against short reads: when replicas disagree
+//! about which rows are live, the merge is trusted only as far as every replica that stopped at
+//! the limit got, and the replicas are asked again past that point ([`read::short_read_cut`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -53,20 +58,24 @@ use ringdb_ring::{ConsistencyLevel, HostId, Requirement};
 
 use crate::executor::datapath::{PartitionRead, RangeRead, WriteRequest};
 use crate::executor::{DataPath, ExecError};
+use crate::hints::HintStore;
 use crate::replica::Replica;
 use crate::schema::SchemaStore;
 use crate::storage::{PartitionData, TableId};
 use crate::verbs::{self, VerbRequest, VerbResponse};
 
 pub mod batchlog;
+pub mod hints;
 pub mod placement;
 mod read;
 mod scan;
+pub mod streaming;
 #[cfg(test)]
 pub(crate) mod testing;
 mod write;
 
 pub use batchlog::run_batchlog_replay;
+pub use hints::run_hint_replay;
 
 use placement::{ClusterState, KeyspacePlacement};
 
@@ -96,6 +105,12 @@ pub struct Coordinator {
     config: CoordinatorConfig,
     state: RwLock<Arc<ClusterState>>,
     transport: OnceLock<Transport>,
+    /// Hints for replicas that miss writes ([`hints`]).
+    hints: Arc<HintStore>,
+    /// When each host that is down was seen going down (the hint window counts from there).
+    down_since: Mutex<HashMap<HostId, Instant>>,
+    /// When this coordinator started (the hint window of hosts never seen up counts from here).
+    started: Instant,
     /// This coordinator, for background work that outlives a request (batchlog removal).
     me: Weak<Coordinator>,
 }
@@ -116,6 +131,7 @@ impl Coordinator {
     pub fn new(
         replica: Arc<Replica>,
         schema: Arc<SchemaStore>,
+        hints: Arc<HintStore>,
         config: CoordinatorConfig,
     ) -> Arc<Coordinator> {
         let empty = ClusterState {
@@ -129,6 +145,9 @@ impl Coordinator {
             config,
             state: RwLock::new(Arc::new(empty)),
             transport: OnceLock::new(),
+            hints,
+            down_since: Mutex::new(HashMap::new()),
+            started: Instant::now(),
             me: me.clone(),
         })
     }
@@ -165,6 +184,7 @@ impl Coordinator {
     fn update_state(&self, view: &ringdb_gossip::state::ClusterView) {
         let previous = self.state();
         let next = ClusterState::of(view, self.config.local, Some(&previous));
+        self.track_down(&previous, &next);
         // A node seen coming back (possibly only through others' gossip) may be in this node's
         // connection back-off from while it was down: requests to it would fail fast for up to
         // the back-off's length although it is up.
@@ -194,6 +214,11 @@ impl Coordinator {
     /// This node's settings.
     pub fn config(&self) -> &CoordinatorConfig {
         &self.config
+    }
+
+    /// The hints this node keeps for other replicas.
+    pub fn hints(&self) -> &Arc<HintStore> {
+        &self.hints
     }
 
     /// The placement of `keyspace` on the current ring.
@@ -473,5 +498,19 @@ impl DataPath for Coordinator {
             }
             Ok(())
         })
+    }
+}
+
+impl Coordinator {
+    /// Sends `request` to each of `hosts` ([`Coordinator::dispatch`]) for work outside the
+    /// request paths, such as anti-entropy repair ([`crate::repair`]).
+    pub(crate) fn send_verb(
+        &self,
+        state: &ClusterState,
+        hosts: &[HostId],
+        request: VerbRequest,
+        timeout: Duration,
+    ) -> mpsc::Receiver<(HostId, Result<VerbResponse, String>)> {
+        self.dispatch(state, hosts, request, timeout)
     }
 }

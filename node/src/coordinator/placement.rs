@@ -35,18 +35,40 @@ pub fn in_ring(status: Option<NodeStatus>) -> bool {
     )
 }
 
-/// What decides the ring: each ring member's identity, address, location and tokens. Two views
-/// with equal keys give the same placement.
+/// One node as the ring sees it: identity, address, datacenter, rack, tokens.
+type Member = (HostId, SocketAddr, String, String, Vec<i64>);
+
+fn endpoint_of((host, addr, dc, rack, tokens): &Member) -> Endpoint {
+    Endpoint {
+        host_id: *host,
+        addr: *addr,
+        dc: dc.clone(),
+        rack: rack.clone(),
+        tokens: tokens.iter().map(|&t| Token(t)).collect(),
+    }
+}
+
+/// What decides the ring: each ring member's identity, address, location and tokens, and the
+/// nodes changing it (joining with their tokens, or leaving). Two views with equal keys give the
+/// same placement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RingKey(Vec<(HostId, SocketAddr, String, String, Vec<i64>)>);
+pub struct RingKey {
+    members: Vec<Member>,
+    joining: Vec<Member>,
+    leaving: Vec<HostId>,
+}
 
 impl RingKey {
-    /// The ring members of a gossip view.
+    /// The ring members of a gossip view, and the nodes joining or leaving it.
     pub fn of(view: &ClusterView) -> RingKey {
         let mut members = Vec::new();
+        let mut joining = Vec::new();
+        let mut leaving = Vec::new();
         for (endpoint, ev) in &view.endpoints {
             let st = &ev.state;
-            if !in_ring(st.status()) {
+            let status = st.status();
+            let is_joining = status == Some(NodeStatus::Joining);
+            if !in_ring(status) && !is_joining {
                 continue;
             }
             let Some(id) = st
@@ -61,10 +83,29 @@ impl RingKey {
             }
             let dc = st.get(AppStateKey::Dc).unwrap_or("unknown").to_string();
             let rack = st.get(AppStateKey::Rack).unwrap_or("unknown").to_string();
-            members.push((host_id(id), endpoint.0, dc, rack, tokens));
+            let member = (host_id(id), endpoint.0, dc, rack, tokens);
+            if is_joining {
+                joining.push(member);
+            } else {
+                if status == Some(NodeStatus::Leaving) {
+                    leaving.push(member.0);
+                }
+                members.push(member);
+            }
         }
         members.sort();
-        RingKey(members)
+        joining.sort();
+        leaving.sort();
+        RingKey {
+            members,
+            joining,
+            leaving,
+        }
+    }
+
+    /// Whether some node is joining or leaving (the ring is about to change).
+    pub fn is_changing(&self) -> bool {
+        !self.joining.is_empty() || !self.leaving.is_empty()
     }
 }
 
@@ -75,6 +116,26 @@ pub struct KeyspacePlacement {
     pub replication: Replication,
     /// Replicas of every vnode range.
     pub map: ReplicaMap,
+    /// Replicas of every vnode range once the nodes joining and leaving are done, when some are.
+    pub future: Option<ReplicaMap>,
+}
+
+impl KeyspacePlacement {
+    /// The pending replicas of `token`: nodes that will replicate it once the ring change under
+    /// way is done but do not yet (writes go to them too, so they miss nothing while data
+    /// streams in).
+    pub fn pending(&self, token: Token) -> Vec<HostId> {
+        let Some(future) = &self.future else {
+            return Vec::new();
+        };
+        let now = self.map.replicas(token);
+        future
+            .replicas(token)
+            .iter()
+            .filter(|h| !now.contains(h))
+            .copied()
+            .collect()
+    }
 }
 
 /// Replica maps by a keyspace's normalized replication options.
@@ -85,6 +146,8 @@ type MapCache = HashMap<Vec<(String, String)>, Arc<KeyspacePlacement>>;
 pub struct Placement {
     key: RingKey,
     ring: TokenRing,
+    /// The ring once the joining nodes are in and the leaving ones out, when any are.
+    future: Option<TokenRing>,
     /// Nodes whose tokens conflicted with another's and were left out (logged once per ring).
     rejected: Vec<HostId>,
     by_addr: HashMap<SocketAddr, HostId>,
@@ -97,27 +160,38 @@ impl Placement {
         let mut topology = Topology::new();
         let mut rejected = Vec::new();
         let mut by_addr = HashMap::new();
-        for (host, addr, dc, rack, tokens) in &key.0 {
-            let endpoint = Endpoint {
-                host_id: *host,
-                addr: *addr,
-                dc: dc.clone(),
-                rack: rack.clone(),
-                tokens: tokens.iter().map(|&t| Token(t)).collect(),
-            };
-            match topology.insert(endpoint) {
+        for member in &key.members {
+            match topology.insert(endpoint_of(member)) {
                 Ok(_) => {
-                    by_addr.insert(*addr, *host);
+                    by_addr.insert(member.1, member.0);
                 }
                 Err(e) => {
-                    tracing::error!(host = %host, %addr, error = ?e, "node left out of the ring");
-                    rejected.push(*host);
+                    tracing::error!(host = %member.0, addr = %member.1, error = ?e, "node left out of the ring");
+                    rejected.push(member.0);
                 }
             }
         }
+        let future = key.is_changing().then(|| {
+            let mut future = topology.clone();
+            for host in &key.leaving {
+                future.remove(host);
+            }
+            for member in &key.joining {
+                match future.insert(endpoint_of(member)) {
+                    Ok(_) => {
+                        by_addr.insert(member.1, member.0);
+                    }
+                    Err(e) => {
+                        tracing::error!(host = %member.0, addr = %member.1, error = ?e, "joining node left out of the future ring");
+                    }
+                }
+            }
+            TokenRing::new(future)
+        });
         Placement {
             key,
             ring: TokenRing::new(topology),
+            future,
             rejected,
             by_addr,
             maps: Mutex::new(HashMap::new()),
@@ -139,9 +213,11 @@ impl Placement {
         &self.rejected
     }
 
-    /// A ring member's description.
+    /// A ring member's description (or a joining node's).
     pub fn endpoint(&self, host: &HostId) -> Option<&Endpoint> {
-        self.ring.endpoint(host)
+        self.ring
+            .endpoint(host)
+            .or_else(|| self.future.as_ref().and_then(|f| f.endpoint(host)))
     }
 
     /// The ring member listening at `addr`.
@@ -164,9 +240,11 @@ impl Placement {
             self.ring.datacenters(),
         )?;
         let map = ReplicaMap::new(&self.ring, &parsed);
+        let future = self.future.as_ref().map(|f| ReplicaMap::new(f, &parsed));
         let placement = Arc::new(KeyspacePlacement {
             replication: parsed,
             map,
+            future,
         });
         maps.insert(replication.to_vec(), placement.clone());
         Ok(placement)

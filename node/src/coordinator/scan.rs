@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 
 use ringdb_ring::{HostId, Progress, QuorumTracker, Token};
 
-use super::read::merge_versions;
+use super::read::{merge_versions, short_read_cut};
 use super::{nobody_to_ask, Coordinator};
-use crate::executor::datapath::RangeRead;
+use crate::executor::datapath::{PartitionRead, RangeRead};
 use crate::executor::ExecError;
 use crate::metrics as m;
-use crate::storage::{PartitionData, PartitionKey, ScanRange};
+use crate::storage::{PartitionData, PartitionKey, ScanRange, Seconds};
 use crate::verbs::{VerbRequest, VerbResponse};
 
 impl Coordinator {
@@ -142,8 +142,33 @@ impl Coordinator {
                     .await?;
                 }
                 if let Some(limit) = read.slice.limit {
+                    let cut = short_read_cut(
+                        answers.iter().map(|(_, p)| p),
+                        limit,
+                        read.now,
+                        read.slice.reversed,
+                    );
+                    if answers.len() > 1 && cut.is_some() && live_rows(&merged, read.now) < limit {
+                        // The replicas disagree about which rows are live and at least one
+                        // stopped at the limit: the single-partition read resolves it.
+                        let reread = self
+                            .read_partition(PartitionRead {
+                                keyspace: read.keyspace,
+                                table: read.table,
+                                partition: &merged.partition,
+                                slice: read.slice,
+                                now: read.now,
+                                consistency,
+                            })
+                            .await?;
+                        match reread {
+                            Some(d) => merged = d,
+                            None => continue,
+                        }
+                    }
                     merged.truncate_to_live_rows(limit, read.now);
                 }
+                self.replica.observe_read(&merged);
                 out.push(merged);
             }
             match complete_until {
@@ -162,4 +187,9 @@ impl Coordinator {
         }
         Ok(out)
     }
+}
+
+/// Rows of `data` live at `now`.
+fn live_rows(data: &PartitionData, now: Seconds) -> usize {
+    data.rows.iter().filter(|r| r.is_live(now)).count()
 }

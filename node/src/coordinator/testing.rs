@@ -23,6 +23,7 @@ use super::placement::host_id;
 use super::{Coordinator, CoordinatorConfig};
 use crate::clock::HybridClock;
 use crate::commitlog::{CommitSync, SyncMode};
+use crate::hints::{HintConfig, HintStore};
 use crate::replica::{Replica, SchemaVerbs};
 use crate::schema::store::SchemaEdit;
 use crate::schema::{ddl, SchemaStore, TableDef};
@@ -106,11 +107,22 @@ impl TestCluster {
                 CommitSync::start(SyncMode::Batch, engine.clone(), shutdown_rx.clone());
             let schema = SchemaStore::open(engine.clone()).expect("schema");
             let clock = HybridClock::system();
+            let hints = HintStore::open(
+                engine.clone(),
+                commit.clone(),
+                HintConfig {
+                    enabled: true,
+                    window: Duration::from_secs(3600),
+                    max_bytes: 1 << 30,
+                },
+            )
+            .expect("hint store");
             let replica = Replica::new(engine.clone(), commit, schema.clone(), clock);
             let host = host_id(uuid::Uuid::from_u128(0x1000 + i as u128));
             let coordinator = Coordinator::new(
                 replica.clone(),
                 schema.clone(),
+                hints,
                 CoordinatorConfig {
                     local: host,
                     dc: DC.into(),

@@ -7,7 +7,8 @@
 //! logged batch over several mutations first goes through the batchlog
 //! ([`super::batchlog`]); the groups are then written exactly the same way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -27,6 +28,8 @@ pub(super) struct WriteGroup {
     pub requirement: Requirement,
     /// The group's replicas that are alive: all of them are sent the mutations.
     pub live: Vec<HostId>,
+    /// The group's replicas that are down: they get hints ([`super::hints`]).
+    pub down: Vec<HostId>,
     /// The mutations.
     pub mutations: Vec<Mutation>,
 }
@@ -69,11 +72,13 @@ impl Coordinator {
         consistency: u16,
         mutations: Vec<(String, Mutation)>,
     ) -> Result<Vec<WriteGroup>, ExecError> {
-        let mut requirements: HashMap<String, Requirement> = HashMap::new();
-        let mut by_replicas: BTreeMap<(String, Vec<HostId>), Vec<Mutation>> = BTreeMap::new();
+        let mut by_replicas: BTreeMap<(String, Vec<HostId>, Vec<HostId>), Vec<Mutation>> =
+            BTreeMap::new();
+        let mut placements = HashMap::new();
         for (keyspace, mutation) in mutations {
             let ksp = self.keyspace(state, &keyspace)?;
-            let replicas = ksp.map.replicas(Token(mutation.partition.token));
+            let token = Token(mutation.partition.token);
+            let replicas = ksp.map.replicas(token);
             let is_replica = if replicas.contains(&self.config.local) {
                 "yes"
             } else {
@@ -81,31 +86,34 @@ impl Coordinator {
             };
             metrics::counter!(m::COORDINATOR_REQUESTS, "op" => "write", "replica" => is_replica)
                 .increment(1);
-            let replicas = replicas.to_vec();
-            requirements
-                .entry(keyspace.clone())
-                .or_insert_with(|| Requirement::new(cl, &ksp.replication, &self.config.dc));
-            by_replicas
-                .entry((keyspace, replicas))
-                .or_default()
-                .push(mutation);
+            let key = (keyspace.clone(), replicas.to_vec(), ksp.pending(token));
+            placements.entry(keyspace).or_insert(ksp);
+            by_replicas.entry(key).or_default().push(mutation);
         }
         let mut groups = Vec::with_capacity(by_replicas.len());
-        for ((keyspace, replicas), mutations) in by_replicas {
-            let Some(requirement) = requirements.get(&keyspace) else {
-                continue; // every keyspace grouped above has its requirement
+        for ((keyspace, replicas, pending), mutations) in by_replicas {
+            let Some(ksp) = placements.get(&keyspace) else {
+                continue; // every keyspace grouped above has its placement
             };
-            let live: Vec<HostId> = replicas
+            // Pending replicas (gaining the range while a node joins or leaves) get the write
+            // too, and each one that counts raises what the level needs by one.
+            let requirement = Requirement::for_write(
+                cl,
+                &ksp.replication,
+                &self.config.dc,
+                pending.iter().map(|h| state.dc_of(h)),
+            );
+            let (live, down): (Vec<HostId>, Vec<HostId>) = replicas
                 .iter()
-                .filter(|h| state.is_alive(h))
+                .chain(&pending)
                 .copied()
-                .collect();
+                .partition(|h| state.is_alive(h));
             requirement
                 .check_live(live.iter().map(|h| state.dc_of(h)))
                 .map_err(|u| unavailable(consistency, u))?;
-            if live.is_empty() {
-                // ANY with no replica up: acknowledged once a hint is stored, and hints are not
-                // implemented yet — say so rather than pretend.
+            if live.is_empty() && !down.iter().any(|h| self.hint_allowed(h)) {
+                // ANY with no replica up is acknowledged once a hint is stored; with hints off
+                // (or every replica down for longer than the hint window) nothing can take it.
                 return Err(unavailable(
                     consistency,
                     ringdb_ring::Unavailable {
@@ -117,8 +125,9 @@ impl Coordinator {
                 ));
             }
             groups.push(WriteGroup {
-                requirement: requirement.clone(),
+                requirement,
                 live,
+                down,
                 mutations,
             });
         }
@@ -150,10 +159,11 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Sends one group to its live replicas and waits for the level. `completion`, if given,
-    /// learns once the level is met whether every live replica applied the group (the answers
-    /// after the level are counted in the background); it is dropped unanswered when the level
-    /// is not met.
+    /// Sends one group to its live replicas and waits for the level, while its down replicas
+    /// get hints. `completion`, if given, learns once the level is met whether every live
+    /// replica applied the group (the answers after the level are counted in the background);
+    /// it is dropped unanswered when the level is not met. Live replicas that do not answer in
+    /// time get hints too, whatever the outcome.
     async fn write_to_replicas(
         &self,
         state: &ClusterState,
@@ -165,31 +175,55 @@ impl Coordinator {
         let WriteGroup {
             requirement,
             live,
+            down,
             mutations,
         } = group;
         let timeout = self.config.write_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
+        // Hints need their own copy of the mutations (the verb takes them).
+        let for_hints: Option<Arc<Vec<Mutation>>> = self
+            .hints
+            .config()
+            .enabled
+            .then(|| Arc::new(mutations.clone()));
+        let (hinted_tx, mut hinted) = oneshot::channel::<usize>();
+        let mut hints_pending = false;
+        if let (Some(copy), false, Some(me)) = (&for_hints, down.is_empty(), self.me.upgrade()) {
+            hints_pending = true;
+            let copy = copy.clone();
+            tokio::spawn(async move {
+                let stored = me.store_hints(&down, &copy).await;
+                let _ = hinted_tx.send(stored);
+            });
+        }
         let mut tracker =
             QuorumTracker::new(requirement, live.iter().map(|h| (*h, state.dc_of(h))));
         let mut answers = self.dispatch(state, &live, VerbRequest::Mutate { mutations }, timeout);
-        let mut applied = 0;
-        loop {
-            let progress = match tokio::time::timeout_at(deadline, answers.recv()).await {
-                Ok(Some((host, Ok(VerbResponse::Applied)))) => {
-                    applied += 1;
-                    tracker.on_ack(host)
+        let mut answers_open = true;
+        let mut outcome = Outcome::default();
+        let result = loop {
+            let progress = tokio::select! {
+                answer = answers.recv(), if answers_open => match answer {
+                    Some((host, answer)) => match outcome.record(host, answer) {
+                        true => tracker.on_ack(host),
+                        false => tracker.on_failure(host),
+                    },
+                    None => {
+                        answers_open = false;
+                        tracker.progress()
+                    }
+                },
+                stored = &mut hinted, if hints_pending => {
+                    hints_pending = false;
+                    match stored {
+                        Ok(n) if n > 0 => tracker.on_hint_stored(),
+                        _ => tracker.progress(),
+                    }
                 }
-                Ok(Some((host, answer))) => {
-                    tracing::debug!(%host, ?answer, "replica failed a write");
-                    tracker.on_failure(host)
-                }
-                // Everyone answered and the level is neither met nor impossible: only ANY
-                // without an acknowledgement gets here.
-                Ok(None) => Progress::Failed,
-                Err(_) => {
+                _ = tokio::time::sleep_until(deadline) => {
                     metrics::counter!(m::COORDINATOR_ERRORS, "kind" => "write_timeout")
                         .increment(1);
-                    return Err(ExecError::WriteTimeout {
+                    break Err(ExecError::WriteTimeout {
                         consistency,
                         received: tracker.received() as i32,
                         block_for: tracker.block_for() as i32,
@@ -198,17 +232,14 @@ impl Coordinator {
                 }
             };
             match progress {
-                Progress::Satisfied => {
-                    if let Some(completion) = completion {
-                        report_completion(answers, applied, live.len(), completion);
-                    }
-                    return Ok(());
-                }
-                Progress::Waiting => continue,
-                Progress::Failed => {
+                Progress::Satisfied => break Ok(()),
+                // Everyone answered, no hint is coming, and the level is neither met nor
+                // impossible: only ANY without an acknowledgement gets here.
+                Progress::Waiting if answers_open || hints_pending => continue,
+                Progress::Waiting | Progress::Failed => {
                     metrics::counter!(m::COORDINATOR_ERRORS, "kind" => "write_failure")
                         .increment(1);
-                    return Err(ExecError::WriteFailure {
+                    break Err(ExecError::WriteFailure {
                         consistency,
                         received: tracker.received() as i32,
                         block_for: tracker.block_for() as i32,
@@ -217,31 +248,80 @@ impl Coordinator {
                     });
                 }
             }
+        };
+        let completion = completion.filter(|_| result.is_ok());
+        self.finish_in_background(answers, live, outcome, for_hints, completion);
+        result
+    }
+
+    /// Follows the answers still to come after a write's outcome is decided: reports to
+    /// `completion` whether every live replica applied it, and hints the live replicas that
+    /// never answered (unreachable, or silent until the timeout).
+    fn finish_in_background(
+        &self,
+        mut answers: tokio::sync::mpsc::Receiver<super::Answer>,
+        live: Vec<HostId>,
+        mut outcome: Outcome,
+        for_hints: Option<Arc<Vec<Mutation>>>,
+        completion: Option<oneshot::Sender<bool>>,
+    ) {
+        if outcome.answered.len() >= live.len() {
+            if let Some(c) = completion {
+                let _ = c.send(outcome.applied >= live.len());
+            }
+            return;
         }
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            // Each send gives up at the write timeout, so the channel closes by then.
+            while let Some((host, answer)) = answers.recv().await {
+                outcome.record(host, answer);
+            }
+            if let Some(c) = completion {
+                let _ = c.send(outcome.applied >= live.len());
+            }
+            if let Some(mutations) = for_hints {
+                let silent: Vec<HostId> = live
+                    .iter()
+                    .filter(|h| !outcome.answered.contains(h))
+                    .copied()
+                    .collect();
+                if !silent.is_empty() {
+                    me.store_hints(&silent, &mutations).await;
+                }
+            }
+        });
     }
 }
 
-/// Tells `completion` whether all `live` replicas applied a write, of which `applied` already
-/// did: at once when they all have, else after the remaining answers (each send gives up at the
-/// write timeout, so the channel closes by then).
-fn report_completion(
-    mut answers: tokio::sync::mpsc::Receiver<super::Answer>,
+/// The answers a write got so far.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// Replicas that answered at all (a replica's own error counts: it was reached, and a hint
+    /// would fail the same way).
+    answered: HashSet<HostId>,
+    /// How many applied the write.
     applied: usize,
-    live: usize,
-    completion: oneshot::Sender<bool>,
-) {
-    if applied >= live {
-        let _ = completion.send(true);
-        return;
-    }
-    tokio::spawn(async move {
-        let mut applied = applied;
-        while let Some((_, answer)) = answers.recv().await {
-            if !matches!(answer, Ok(VerbResponse::Applied)) {
-                break;
+}
+
+impl Outcome {
+    /// Records one answer; true when it is an acknowledgement.
+    fn record(&mut self, host: HostId, answer: Result<VerbResponse, String>) -> bool {
+        match answer {
+            Ok(VerbResponse::Applied) => {
+                self.answered.insert(host);
+                self.applied += 1;
+                true
             }
-            applied += 1;
+            Ok(other) => {
+                tracing::debug!(%host, answer = ?other, "replica failed a write");
+                self.answered.insert(host);
+                false
+            }
+            Err(e) => {
+                tracing::debug!(%host, error = %e, "replica not reached");
+                false
+            }
         }
-        let _ = completion.send(applied >= live);
-    });
+    }
 }

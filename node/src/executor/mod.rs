@@ -38,7 +38,7 @@ use crate::storage::Engine;
 pub mod datapath;
 pub mod describe;
 mod error;
-mod keys;
+pub(crate) mod keys;
 mod paging;
 pub mod prepared;
 mod restrictions;
@@ -282,6 +282,8 @@ pub struct EndpointStatus {
     pub release_version: Option<String>,
     /// True for the node answering the query.
     pub local: bool,
+    /// Hints the answering node holds for it (writes it missed, to replay when it is up).
+    pub pending_hints: i64,
 }
 
 /// The cluster as this node sees it, for the system views.

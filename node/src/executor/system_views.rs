@@ -99,6 +99,7 @@ fn local_endpoint_status(src: &ViewSource<'_>) -> EndpointStatus {
         native_address: Some(std::net::SocketAddr::new(node.rpc_address, node.rpc_port)),
         release_version: Some(node.release_version.clone()),
         local: true,
+        pending_hints: 0,
     }
 }
 
@@ -223,6 +224,7 @@ pub(crate) fn rows(table: &TableDef, src: &ViewSource<'_>) -> Result<Vec<Logical
                             ),
                             ("release_version", e.release_version.as_deref().map(text)),
                             ("local", Some(CqlValue::Boolean(e.local))),
+                            ("pending_hints", Some(CqlValue::BigInt(e.pending_hints))),
                         ],
                     )
                 })

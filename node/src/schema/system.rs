@@ -441,6 +441,7 @@ fn system_views_tables() -> Vec<TableDef> {
             ("local", Boolean),
             ("native_address", Inet),
             ("native_port", Int),
+            ("pending_hints", BigInt),
             ("rack", Text),
             ("release_version", Text),
             ("schema_version", Uuid),

@@ -1,0 +1,378 @@
+//! Hinted handoff, the coordinator's side: when to keep a hint, and the replay worker.
+//!
+//! A write goes to every live replica. For each replica of the write that is down, and for each
+//! live one that did not answer before the write timeout (or could not be reached), the
+//! coordinator keeps the write as a hint in its [`HintStore`] — only while the replica has been
+//! down for less than `max_hint_window_ms` (this node counts from when its failure detector saw
+//! it go down, or from its own start for a replica it never saw up). Hints are written in the
+//! background and change no answer, except at `ANY`: a write at `ANY` with no replica alive is
+//! acknowledged once a hint for one of its replicas is durable.
+//!
+//! [`run_hint_replay`] looks every [`HINT_REPLAY_INTERVAL`] for targets with hints that gossip
+//! says are up and sends them their hints, oldest first, one at a time, at most
+//! `hinted_handoff_throttle` bytes per second, deleting each once the target applied it. A
+//! failure stops that target until the next round; a restart of either side resumes from the
+//! oldest hint left. Mutations of tables dropped since, or older than their table's
+//! `gc_grace_seconds` (their tombstones may be gone on the target, so replaying them could bring
+//! back deleted data), are dropped instead. Hints for a node that has been out of the ring for
+//! [`HINT_ORPHAN_AFTER`] (it left or was removed) are deleted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use ringdb_ring::HostId;
+
+use super::{ClusterState, Coordinator};
+use crate::hints::{unix_micros, Hint, HintError};
+use crate::metrics as m;
+use crate::schema::TableDef;
+use crate::storage::{Mutation, TableId};
+use crate::verbs::{VerbRequest, VerbResponse};
+
+/// How often the replay worker looks for targets to replay to.
+pub const HINT_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a target must have been out of the ring before its hints are deleted.
+pub const HINT_ORPHAN_AFTER: Duration = Duration::from_secs(600);
+
+/// Hints read from the store at once during replay.
+const REPLAY_PAGE: usize = 16;
+
+/// What one replay round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HintRound {
+    /// Hints delivered and deleted.
+    pub replayed: u64,
+    /// Hints deleted without delivery (nothing left worth replaying).
+    pub expired: u64,
+    /// Targets whose replay stopped on an error.
+    pub failed_targets: usize,
+}
+
+impl Coordinator {
+    /// Whether a hint may still be written for `host`: hinted handoff is on, the host is
+    /// another node, and it has been down for less than the hint window.
+    pub(super) fn hint_allowed(&self, host: &HostId) -> bool {
+        let config = self.hints.config();
+        config.enabled
+            && *host != self.config.local
+            && self.down_since(host).elapsed() <= config.window
+    }
+
+    /// When this node last saw `host` go down (or started, if it never saw it up).
+    fn down_since(&self, host: &HostId) -> Instant {
+        let down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        down.get(host).copied().unwrap_or(self.started)
+    }
+
+    /// Follows liveness changes between two snapshots (for the hint window).
+    pub(super) fn track_down(&self, previous: &ClusterState, next: &ClusterState) {
+        let mut down = self.down_since.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for host in previous.alive.difference(&next.alive) {
+            down.insert(*host, now);
+        }
+        for host in next.alive.difference(&previous.alive) {
+            down.remove(host);
+        }
+    }
+
+    /// Keeps `mutations` as a hint for each of `targets` that may still get one; returns how
+    /// many were stored (durable).
+    pub(super) async fn store_hints(&self, targets: &[HostId], mutations: &[Mutation]) -> usize {
+        let mut stored = 0;
+        for target in targets {
+            if !self.hint_allowed(target) {
+                if self.hints.config().enabled && *target != self.config.local {
+                    metrics::counter!(m::HINTS_DROPPED, "reason" => "window").increment(1);
+                }
+                continue;
+            }
+            match self.hints.store(*target, mutations).await {
+                Ok(()) => stored += 1,
+                Err(HintError::Disabled) => {}
+                Err(e) => tracing::warn!(%target, error = %e, "hint not stored"),
+            }
+        }
+        stored
+    }
+
+    /// Replays hints to every target that is up; see the module documentation.
+    pub async fn replay_hints_round(
+        &self,
+        orphans: &mut HashMap<HostId, Instant>,
+        throttle: u64,
+    ) -> HintRound {
+        let mut round = HintRound::default();
+        let state = self.state();
+        for (target, _) in self.hints.targets() {
+            if state.addr_of(&target).is_none() && target != self.config.local {
+                let since = *orphans.entry(target).or_insert_with(Instant::now);
+                if since.elapsed() >= HINT_ORPHAN_AFTER {
+                    match self.hints.drop_target(&target) {
+                        Ok(n) => {
+                            tracing::warn!(%target, hints = n, "deleted the hints of a node out of the ring")
+                        }
+                        Err(e) => tracing::warn!(%target, error = %e, "cannot delete hints"),
+                    }
+                    orphans.remove(&target);
+                }
+                continue;
+            }
+            orphans.remove(&target);
+            if !state.is_alive(&target) {
+                continue;
+            }
+            match self.replay_to(&state, target, throttle, &mut round).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::info!(%target, error = %e, "hint replay stopped; retrying next round");
+                    round.failed_targets += 1;
+                }
+            }
+        }
+        round
+    }
+
+    async fn replay_to(
+        &self,
+        state: &ClusterState,
+        target: HostId,
+        throttle: u64,
+        round: &mut HintRound,
+    ) -> Result<(), String> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .hints
+                .page(&target, after.as_deref(), REPLAY_PAGE)
+                .map_err(|e| e.to_string())?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            for hint in page {
+                after = Some(hint.key.clone());
+                let mutations = self.worth_replaying(&hint);
+                if mutations.is_empty() {
+                    metrics::counter!(m::HINTS_DROPPED, "reason" => "expired").increment(1);
+                    self.hints
+                        .remove(&target, &hint)
+                        .map_err(|e| e.to_string())?;
+                    round.expired += 1;
+                    continue;
+                }
+                let started = Instant::now();
+                let mut answers = self.dispatch(
+                    state,
+                    &[target],
+                    VerbRequest::Mutate { mutations },
+                    self.config.write_timeout,
+                );
+                match answers.recv().await {
+                    Some((_, Ok(VerbResponse::Applied))) => {
+                        self.hints
+                            .remove(&target, &hint)
+                            .map_err(|e| e.to_string())?;
+                        metrics::counter!(m::HINTS_REPLAYED).increment(1);
+                        round.replayed += 1;
+                    }
+                    Some((_, Ok(other))) => return Err(format!("target answered {other:?}")),
+                    Some((_, Err(e))) => return Err(e),
+                    None => return Err("no answer".into()),
+                }
+                if throttle > 0 {
+                    let budget = Duration::from_secs_f64(hint.size as f64 / throttle as f64);
+                    tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
+                }
+            }
+        }
+    }
+
+    /// The mutations of `hint` still worth replaying: of tables that exist, and younger than
+    /// their table's `gc_grace_seconds`.
+    fn worth_replaying(&self, hint: &Hint) -> Vec<Mutation> {
+        let schema = self.schema.current();
+        let tables: HashMap<TableId, &TableDef> = schema
+            .user_keyspaces()
+            .flat_map(|ks| schema.tables(&ks.name))
+            .map(|t| (t.id, &**t))
+            .collect();
+        let age_secs = (unix_micros(SystemTime::now()) - hint.written_at).max(0) / 1_000_000;
+        hint.mutations
+            .iter()
+            .filter(|m| {
+                tables
+                    .get(&m.table)
+                    .is_some_and(|t| age_secs <= i64::from(t.options.gc_grace_seconds.max(0)))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Replays hints every [`HINT_REPLAY_INTERVAL`] until `shutdown` turns true; `throttle` is
+/// `hinted_handoff_throttle` (bytes per second per target, 0: unthrottled).
+pub async fn run_hint_replay(
+    coordinator: Arc<Coordinator>,
+    throttle: u64,
+    shutdown: watch::Receiver<bool>,
+) {
+    let orphans = tokio::sync::Mutex::new(HashMap::new());
+    crate::server::every(HINT_REPLAY_INTERVAL, shutdown, || async {
+        let mut orphans = orphans.lock().await;
+        let round = coordinator.replay_hints_round(&mut orphans, throttle).await;
+        if round.replayed > 0 || round.expired > 0 {
+            tracing::info!(
+                replayed = round.replayed,
+                expired = round.expired,
+                "hints replayed"
+            );
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use ringdb_ring::ConsistencyLevel;
+
+    use super::*;
+    use crate::coordinator::testing::{insert, value_of, TestCluster};
+    use crate::executor::{ExecError, WriteKind, WriteRequest};
+
+    const TIMEOUT: Duration = Duration::from_millis(800);
+    const TABLE: &str = "CREATE TABLE t (k int PRIMARY KEY, v text)";
+
+    async fn write(
+        cluster: &TestCluster,
+        node: usize,
+        table: &TableDef,
+        k: i32,
+        cl: ConsistencyLevel,
+    ) -> Result<(), ExecError> {
+        cluster.nodes[node]
+            .coordinator
+            .coordinate_write(WriteRequest {
+                mutations: vec![("ks".into(), insert(table, k, "hinted", 10 + i64::from(k)))],
+                consistency: cl.code(),
+                kind: WriteKind::Simple,
+            })
+            .await
+    }
+
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..100 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    fn pending(cluster: &TestCluster, node: usize, target: usize) -> u64 {
+        cluster.nodes[node]
+            .coordinator
+            .hints()
+            .pending(&cluster.nodes[target].host)
+            .hints
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_down_replica_gets_hints_and_receives_them_when_it_is_back() {
+        let mut cluster = TestCluster::start(&["r1", "r2", "r3"], TIMEOUT).await;
+        let table = cluster.create_table(3, TABLE);
+        cluster.set_alive(2, false);
+        for k in 0..4 {
+            write(&cluster, 0, &table, k, ConsistencyLevel::Quorum)
+                .await
+                .expect("QUORUM with one replica down");
+        }
+        eventually("node 0 holds 4 hints for node 2", || {
+            pending(&cluster, 0, 2) == 4
+        })
+        .await;
+        assert!((0..4).all(|k| value_of(&*cluster.nodes[2].engine, &table, k).is_none()));
+
+        // While it is down, a replay round leaves its hints alone.
+        let coordinator = cluster.nodes[0].coordinator.clone();
+        let mut orphans = HashMap::new();
+        let round = coordinator.replay_hints_round(&mut orphans, 0).await;
+        assert_eq!(round, HintRound::default());
+        assert_eq!(pending(&cluster, 0, 2), 4);
+
+        cluster.set_alive(2, true);
+        let round = coordinator.replay_hints_round(&mut orphans, 0).await;
+        assert_eq!(round.replayed, 4);
+        assert_eq!(pending(&cluster, 0, 2), 0);
+        for k in 0..4 {
+            assert_eq!(
+                value_of(&*cluster.nodes[2].engine, &table, k).as_deref(),
+                Some("hinted")
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_never_answers_gets_a_hint_after_the_timeout() {
+        let cluster = TestCluster::start(&["r1", "r2", "r3"], TIMEOUT).await;
+        let table = cluster.create_table(3, TABLE);
+        // Node 2 died a moment ago; nobody has noticed yet.
+        cluster.cut_off(2).await;
+        write(&cluster, 0, &table, 1, ConsistencyLevel::Quorum)
+            .await
+            .expect("QUORUM from the two others");
+        eventually("node 0 holds a hint for node 2", || {
+            pending(&cluster, 0, 2) == 1
+        })
+        .await;
+        assert_eq!(pending(&cluster, 0, 1), 0, "node 1 answered: no hint");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn any_with_every_replica_down_is_acknowledged_on_a_stored_hint() {
+        let mut cluster = TestCluster::start(&["r1", "r2", "r3"], TIMEOUT).await;
+        let table = cluster.create_table(1, TABLE);
+        // Find a key whose only replica is node 1, and take node 1 down.
+        let state = cluster.nodes[0].coordinator.state();
+        let ksp = cluster.nodes[0]
+            .coordinator
+            .keyspace(&state, "ks")
+            .expect("keyspace");
+        let k = (0..1000)
+            .find(|&k| {
+                let token = crate::coordinator::testing::int_partition(k).token;
+                ksp.map.replicas(ringdb_ring::Token(token)) == [cluster.nodes[1].host]
+            })
+            .expect("a key on node 1");
+        cluster.set_alive(1, false);
+        let err = write(&cluster, 0, &table, k, ConsistencyLevel::One)
+            .await
+            .expect_err("ONE with the only replica down");
+        assert!(matches!(err, ExecError::Unavailable { .. }), "{err:?}");
+        assert_eq!(pending(&cluster, 0, 1), 0, "Unavailable writes nothing");
+
+        write(&cluster, 0, &table, k, ConsistencyLevel::Any)
+            .await
+            .expect("ANY is acknowledged on a hint");
+        assert_eq!(
+            pending(&cluster, 0, 1),
+            1,
+            "the hint is durable before the answer"
+        );
+
+        cluster.set_alive(1, true);
+        let round = cluster.nodes[0]
+            .coordinator
+            .replay_hints_round(&mut HashMap::new(), 0)
+            .await;
+        assert_eq!(round.replayed, 1);
+        assert_eq!(
+            value_of(&*cluster.nodes[1].engine, &table, k).as_deref(),
+            Some("hinted")
+        );
+    }
+}
