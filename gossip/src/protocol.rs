@@ -63,6 +63,8 @@
 //! again until its status changes, normally when it restarts with a new generation. (That
 //! fabricated version is the one place where two nodes may hold different values of E at the
 //! same version; it only ever says SHUTDOWN, and E's next generation replaces it everywhere.)
+//! A peer whose status is LEFT (decommissioned) is treated as stopped the same way, and a
+//! Shutdown message does not turn LEFT into SHUTDOWN: it is gone from the ring for good.
 //!
 //! Events are emitted only on real transitions: one `Up` per down→up, one `Down` per up→down.
 //!
@@ -279,8 +281,14 @@ fn compare_digest(local: Option<(Generation, Version)>, remote: &Digest) -> Dige
 }
 
 /// Whether the endpoint says it is stopped: such a peer is never marked up.
+/// Whether `state`'s status says the node is stopped: SHUTDOWN (expected back), or LEFT (gone
+/// from the ring for good; a SHUTDOWN announced as it stops must not turn it back into a ring
+/// member).
 fn is_dead_status(state: &EndpointState) -> bool {
-    state.get(AppStateKey::Status) == Some(NodeStatus::Shutdown.as_str())
+    matches!(
+        state.get(AppStateKey::Status),
+        Some(s) if s == NodeStatus::Shutdown.as_str() || s == NodeStatus::Left.as_str()
+    )
 }
 
 impl Gossiper {
@@ -426,14 +434,18 @@ impl Gossiper {
         self.events.pop_front()
     }
 
-    /// Announces a graceful stop: sets the local status to SHUTDOWN and queues a
+    /// Announces a graceful stop: sets the local status to SHUTDOWN (unless it is LEFT) and queues a
     /// [`GossipMessage::Shutdown`] to every live peer. The machine then stops: later ticks and
     /// messages are ignored, and the driver should send what is queued and exit.
     pub fn announce_shutdown(&mut self, _now: Instant) {
         if self.shut_down {
             return;
         }
-        self.set_app_state(AppStateKey::Status, NodeStatus::Shutdown.as_str());
+        // A node that left the ring (decommission) stays LEFT: SHUTDOWN would put its tokens
+        // back on everyone's ring as a node expected to return.
+        if self.local_state.status() != Some(NodeStatus::Left) {
+            self.set_app_state(AppStateKey::Status, NodeStatus::Shutdown.as_str());
+        }
         let generation = self.generation();
         let live: Vec<Endpoint> = self.live_peers().collect();
         for peer in live {
@@ -813,7 +825,7 @@ impl Gossiper {
                 }
             }
         }
-        // Liveness. A peer is never up while its status says SHUTDOWN, so only a newer
+        // Liveness. A peer is never up while its status says SHUTDOWN or LEFT, so only a newer
         // heartbeat of a down peer, or a new status of a live one, can change it.
         let went_up = newer_heartbeat && !peer.alive && !is_dead_status(&peer.state);
         let went_down =
@@ -1579,6 +1591,44 @@ mod tests {
         assert_eq!(
             g.endpoint_state(&e).expect("known").status(),
             Some(NodeStatus::Shutdown)
+        );
+    }
+
+    #[test]
+    fn a_node_that_left_stays_left_and_down() {
+        let t0 = Instant::now();
+        let mut g = gossiper(1, &[], t0);
+        let e = ep(5);
+        teach(
+            &mut g,
+            t0,
+            e,
+            e,
+            state(3, 10, &[(AppStateKey::Status, "NORMAL", 1)]),
+        );
+        events(&mut g);
+        teach(
+            &mut g,
+            t0,
+            e,
+            e,
+            state(3, 12, &[(AppStateKey::Status, "LEFT", 11)]),
+        );
+        assert!(!g.is_alive(&e), "LEFT is down");
+        // Its goodbye as it stops does not make it SHUTDOWN (a ring member expected back).
+        g.handle_message(t0, e, GossipMessage::Shutdown { generation: 3 });
+        assert_eq!(
+            g.endpoint_state(&e).expect("known").status(),
+            Some(NodeStatus::Left)
+        );
+
+        // The leaving node itself keeps LEFT when it announces its shutdown.
+        let mut leaving = gossiper(2, &[], t0);
+        leaving.set_app_state(AppStateKey::Status, "LEFT");
+        leaving.announce_shutdown(t0);
+        assert_eq!(
+            leaving.endpoint_state(&ep(2)).expect("local").status(),
+            Some(NodeStatus::Left)
         );
     }
 

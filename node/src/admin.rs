@@ -53,6 +53,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::decommission::{Decommission, DecommissionError};
 use crate::repair::{RepairError, RepairOptions, RepairReport, RepairService};
 
 /// Connections served at once.
@@ -124,6 +125,13 @@ pub const ROUTES: &[Route] = &[
         handler: repair_status,
         about: "the running repair's latest report, or the last repair's summary",
     },
+    Route {
+        method: "POST",
+        path: "/decommission",
+        handler: decommission,
+        about: "stream this node's ranges to their new owners, hand over its hints, leave the \
+                ring and stop; answers with the summary once done",
+    },
 ];
 
 /// Who this node is, for `/health`.
@@ -152,6 +160,8 @@ pub struct AdminContext {
     pub node: NodeInfo,
     /// Repair sessions.
     pub repair: Arc<RepairService>,
+    /// Leaving the ring (`None`: a node without gossip, which cannot leave).
+    pub decommission: Option<Arc<Decommission>>,
 }
 
 /// Decoded query parameters, in order.
@@ -337,6 +347,34 @@ fn health(ctx: Arc<AdminContext>, request: AdminRequest) -> BoxFuture<'static, R
     })
 }
 
+fn decommission(
+    ctx: Arc<AdminContext>,
+    request: AdminRequest,
+) -> BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        if let Err(e) = request.query.only(&[]) {
+            return error(StatusCode::BAD_REQUEST, &e);
+        }
+        let Some(decommission) = &ctx.decommission else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node is not part of a cluster it could leave",
+            );
+        };
+        match decommission.run().await {
+            Ok(report) => json(StatusCode::OK, &report),
+            Err(e) => {
+                let status = match &e {
+                    DecommissionError::Busy(_) => StatusCode::CONFLICT,
+                    DecommissionError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    DecommissionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                error(status, &e.to_string())
+            }
+        }
+    })
+}
+
 fn repair_status(
     ctx: Arc<AdminContext>,
     request: AdminRequest,
@@ -432,6 +470,7 @@ pub async fn start(
     host_id: uuid::Uuid,
     native_address: SocketAddr,
     repair: Arc<RepairService>,
+    decommission: Arc<Decommission>,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if config.admin_port == 0 {
@@ -462,6 +501,7 @@ pub async fn start(
             release_version: crate::server::RELEASE_VERSION.to_string(),
         },
         repair,
+        decommission: Some(decommission),
     });
     tracing::info!(%addr, "admin API at http://{addr}/");
     Some(tokio::spawn(serve(listener, ctx, shutdown.clone())))
@@ -617,7 +657,16 @@ pub mod client {
 
     /// `GET path` and its JSON answer.
     pub async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
-        let response = request(addr, Method::GET, path).await?;
+        json_request(addr, Method::GET, path).await
+    }
+
+    /// `METHOD path` (no body) and its JSON answer.
+    pub async fn json_request(
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let response = request(addr, method, path).await?;
         let body = response
             .into_body()
             .collect()
@@ -729,6 +778,7 @@ mod tests {
                 release_version: crate::server::RELEASE_VERSION.into(),
             },
             repair,
+            decommission: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

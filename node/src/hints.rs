@@ -187,6 +187,16 @@ impl HintStore {
         if !self.config.enabled {
             return Err(HintError::Disabled);
         }
+        self.store_unconditionally(target, mutations).await
+    }
+
+    /// [`HintStore::store`] even with hinted handoff off: for hints another node hands over as
+    /// it leaves the ring (they were accepted already; dropping them would lose writes).
+    pub async fn store_unconditionally(
+        &self,
+        target: HostId,
+        mutations: &[Mutation],
+    ) -> Result<(), HintError> {
         let encoded = verbs::encode(&mutations).map_err(HintError::TooLarge)?;
         let size = encoded.len() as u64 + 1;
         let used = self.total_bytes.fetch_add(size, Ordering::SeqCst);

@@ -27,6 +27,7 @@ pub mod commitlog;
 pub mod config;
 pub mod coordinator;
 pub mod cql_server;
+pub mod decommission;
 pub mod executor;
 pub mod hints;
 pub mod join;

@@ -70,6 +70,16 @@ enum Command {
     /// Repair a node's ranges: compare replicas by Merkle trees, stream what differs (like
     /// `nodetool repair`). Exits non-zero if any range could not be repaired.
     Repair(ringdb_node::repair::cli::RepairArgs),
+    /// Make a node leave the ring: it streams its ranges to their new owners, hands over its
+    /// hints, turns LEFT and stops (like `nodetool decommission`).
+    Decommission {
+        /// The node to decommission: its admin API as HOST or HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:7199")]
+        host: String,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +199,9 @@ fn main() -> ExitCode {
             json,
             timeout,
         } => exit(run_status(&host, keyspace.as_deref(), json, timeout)),
+        Command::Decommission { host, json } => {
+            exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::cli(&host, json))))
+        }
         Command::Repair(args) => {
             match runtime().and_then(|rt| rt.block_on(ringdb_node::repair::cli::run(args))) {
                 Ok(code) => code,
@@ -249,8 +262,10 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
             },
         )
         .await?;
-        server::wait_for_signal().await;
-        tracing::info!("signal received, shutting down");
+        tokio::select! {
+            () = server::wait_for_signal() => tracing::info!("signal received, shutting down"),
+            () = node.exit_requested() => tracing::info!("decommissioned: shutting down"),
+        }
         node.shutdown().await;
         Ok(())
     })

@@ -38,6 +38,7 @@ use ringdb_gossip::transport::Inbound;
 
 use crate::clock::HybridClock;
 use crate::commitlog::CommitSync;
+use crate::hints::HintStore;
 use crate::schema::SchemaStore;
 use crate::storage::{
     Cell, CellKey, ColumnId, Deletion, Engine, Liveness, Mutation, PartitionData, PartitionKey,
@@ -158,6 +159,8 @@ pub struct Replica {
     commit: Arc<CommitSync>,
     schema: Arc<SchemaStore>,
     clock: Arc<HybridClock>,
+    /// Where hints handed over by a node leaving the ring go ([`Replica::set_hints`]).
+    hints: std::sync::OnceLock<Arc<HintStore>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -186,7 +189,32 @@ impl Replica {
             commit,
             schema,
             clock,
+            hints: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the replica this node's hint store, for [`VerbRequest::StoreHint`].
+    pub fn set_hints(&self, hints: Arc<HintStore>) {
+        let _ = self.hints.set(hints);
+    }
+
+    /// Keeps mutations handed over by another node as a hint for `target`.
+    async fn store_hint(
+        &self,
+        target: [u8; 16],
+        mutations: &[Mutation],
+    ) -> Result<(), ReplicaError> {
+        for m in mutations {
+            self.check_table(m.table)?;
+        }
+        let hints = self
+            .hints
+            .get()
+            .ok_or_else(|| ReplicaError::BadRequest("this node keeps no hints".into()))?;
+        hints
+            .store_unconditionally(ringdb_ring::HostId(target), mutations)
+            .await
+            .map_err(|e| ReplicaError::Storage(e.to_string()))
     }
 
     fn check_table(&self, table: TableId) -> Result<(), ReplicaError> {
@@ -423,6 +451,10 @@ impl Replica {
             VerbRequest::BatchlogRemove { id } => self
                 .remove_batch(*id)
                 .map(|()| VerbResponse::BatchlogRemoved),
+            VerbRequest::StoreHint { target, mutations } => self
+                .store_hint(*target, mutations)
+                .await
+                .map(|()| VerbResponse::HintStored),
             VerbRequest::MerkleTree {
                 table,
                 start,

@@ -49,9 +49,20 @@ pub struct RunningNode {
     tasks: Vec<JoinHandle<()>>,
     engine: Arc<dyn Engine>,
     membership: Option<crate::membership::NodeMembership>,
+    /// Turns true when the node should stop on its own (it was decommissioned).
+    exit: watch::Receiver<bool>,
 }
 
 impl RunningNode {
+    /// Resolves when the node asks to be stopped (it left the ring: `ringdb decommission`).
+    pub async fn exit_requested(&self) {
+        let mut exit = self.exit.clone();
+        if exit.wait_for(|e| *e).await.is_err() {
+            // Nothing can ask any more (no admin API): never.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Where the CQL listener is bound (useful when the configured port was 0).
     pub fn cql_addr(&self) -> SocketAddr {
         self.cql_addr
@@ -122,6 +133,16 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         )
     };
 
+    if engine
+        .meta_get(crate::decommission::META_DECOMMISSIONED)?
+        .is_some()
+    {
+        anyhow::bail!(
+            "this node was decommissioned and will not rejoin the ring with its old data: to add \
+             it again as a new node, empty its data directory ({})",
+            config.data_dir.display()
+        );
+    }
     let identity = load_or_create_identity(engine.as_ref())?;
     tracing::info!(
         host_id = %identity.host_id,
@@ -166,6 +187,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     .context("opening the hint store")?;
     let replica =
         crate::replica::Replica::new(engine.clone(), commit, schema.clone(), clock.clone());
+    replica.set_hints(hints.clone());
     let coordinator = crate::coordinator::Coordinator::new(
         replica.clone(),
         schema.clone(),
@@ -282,7 +304,22 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
             None => anyhow::bail!("stopped before joining the ring"),
         }
     }
-    let admin = crate::admin::start(&config, identity.host_id, cql_addr, repair, &shutdown_rx);
+    let (exit_tx, exit) = watch::channel(false);
+    let decommission = crate::decommission::Decommission::new(
+        coordinator.clone(),
+        membership.membership.clone(),
+        engine.clone(),
+        join_settle(&config),
+        exit_tx,
+    );
+    let admin = crate::admin::start(
+        &config,
+        identity.host_id,
+        cql_addr,
+        repair,
+        decommission,
+        &shutdown_rx,
+    );
     tasks.extend(admin.await);
     tasks.push(tokio::spawn(server.run(shutdown_rx)));
     tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
@@ -293,7 +330,18 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         tasks,
         engine,
         membership: Some(membership),
+        exit,
     })
+}
+
+/// How long a node changing the ring waits for the others to notice (the join settle time).
+fn join_settle(config: &Config) -> Duration {
+    crate::join::JoinSettings::new(
+        config.num_tokens as usize,
+        config.allocate_tokens_for_local_replication_factor as usize,
+        Duration::from_millis(config.gossip_interval_ms),
+    )
+    .settle
 }
 
 /// Streams in the data of the ranges this node takes over (it gossips `JOINING`): once its
@@ -317,12 +365,7 @@ async fn bootstrap(
     if schema.current().user_keyspaces().next().is_none() {
         return Ok(()); // nothing to stream
     }
-    let settle = crate::join::JoinSettings::new(
-        config.num_tokens as usize,
-        config.allocate_tokens_for_local_replication_factor as usize,
-        Duration::from_millis(config.gossip_interval_ms),
-    )
-    .settle;
+    let settle = join_settle(config);
     tracing::info!(
         ?settle,
         "bootstrapping: waiting for the cluster to see this node joining"

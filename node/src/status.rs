@@ -240,12 +240,14 @@ pub fn parse_keyspaces(rows: &Rows) -> Vec<KeyspaceReplication> {
 
 /// The report for `rows`: effective ownership for the keyspace named, or for the replication all
 /// non-system keyspaces share, else raw ownership (nodetool's choice, see the module
-/// documentation). Fails only for a keyspace named that is unknown or cannot be placed.
+/// documentation). Nodes that left the ring (decommissioned) are not shown, as in nodetool.
+/// Fails only for a keyspace named that is unknown or cannot be placed.
 pub fn report(
     mut rows: Vec<NodeStatusRow>,
     keyspaces: &[KeyspaceReplication],
     requested: Option<&str>,
 ) -> anyhow::Result<StatusReport> {
+    rows.retain(|r| r.gossip_status != "LEFT");
     let ring = StatusRing::of(&rows);
     let known_dcs: Vec<&str> = ring.ring.datacenters().collect();
     let ownership = match requested {
@@ -762,6 +764,17 @@ mod tests {
         assert_eq!(v["datacenters"]["dc1"][1]["state"], "DN");
         assert_eq!(v["ownership"], "raw");
         assert!(v["note"].is_null() && v["replication"].is_null(), "{v}");
+    }
+
+    #[test]
+    fn nodes_that_left_the_ring_are_not_shown() {
+        let rows = vec![
+            row(1, "NORMAL", true, vec![1]),
+            row(2, "LEFT", false, vec![2]),
+        ];
+        let shown = report(rows, &[], None).unwrap();
+        assert_eq!(shown.rows.len(), 1);
+        assert_eq!(shown.rows[0].owns, Some(1.0));
     }
 
     #[test]

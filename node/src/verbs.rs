@@ -119,6 +119,14 @@ pub enum VerbRequest {
         /// Encoded bytes after which the page is cut.
         max_bytes: u32,
     },
+    /// Keep these mutations as a hint for `target` and replay them when it is up (a node
+    /// leaving the ring hands its hints over this way), answering once the hint is durable.
+    StoreHint {
+        /// The host id of the replica the mutations are for.
+        target: [u8; 16],
+        /// The mutations it missed.
+        mutations: Vec<Mutation>,
+    },
 }
 
 impl VerbRequest {
@@ -136,6 +144,7 @@ impl VerbRequest {
             VerbRequest::SchemaPush(_) => "schema_push",
             VerbRequest::MerkleTree { .. } => "merkle_tree",
             VerbRequest::RepairRead { .. } => "repair_read",
+            VerbRequest::StoreHint { .. } => "store_hint",
         }
     }
 }
@@ -172,6 +181,8 @@ pub enum VerbResponse {
         /// True when the range holds nothing after the last partition (or the page is empty).
         complete: bool,
     },
+    /// The hint is durable in this node's hint store.
+    HintStored,
 }
 
 /// Why a replica refused or failed a verb. Carried over the wire, so plain data.

@@ -10,12 +10,21 @@ node4 as a pending replica).
 
 from __future__ import annotations
 
-import threading
 import time
 
 from cassandra import ConsistencyLevel, Unavailable
 
-from test_consistency import KS, ROWS, TABLE, batch, create_schema, prepared, simple, write
+from test_consistency import (
+    KS,
+    ROWS,
+    TABLE,
+    BackgroundWrites,
+    batch,
+    create_schema,
+    prepared,
+    simple,
+    write,
+)
 
 CL = ConsistencyLevel
 JOIN_TIMEOUT = 120  # seconds `ringdb cluster add` may take, streaming included
@@ -29,38 +38,14 @@ def test_a_joining_node_streams_its_ranges_and_misses_no_write(replicated_cluste
     write(session, batch(0, 3 * ROWS, "before"), CL.QUORUM, acked)
 
     # A client keeps writing while node4 joins.
-    during: dict[int, str] = {}
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        s = c.session(1, 2, 3, pinned=True)
-        insert = prepared(s, f"INSERT INTO {KS}.{TABLE} (k, v) VALUES (?, ?)", CL.QUORUM)
-        k = 10 * ROWS
-        while not stop.is_set() and k < 20 * ROWS:
-            try:
-                s.execute(insert, (k, f"v{k}-during"))
-                during[k] = f"v{k}-during"
-            except Exception as e:  # noqa: BLE001 - counted and reported below
-                failures.append(f"k={k}: {type(e).__name__}: {e}")
-            k += 1
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
+    with BackgroundWrites(c, 10 * ROWS, "node4 joins") as during:
         begin = time.monotonic()
         c.cli("add", c.name, "node4", "--timeout", str(JOIN_TIMEOUT), timeout=JOIN_TIMEOUT + 30)
         c.nodes, c.dcs = 4, [4]
         c.wait_all_up()
         print(f"node4 joined (UN everywhere) after {time.monotonic() - begin:.1f}s")
-    finally:
-        stop.set()
-        thread.join(timeout=30)
-    print(f"writes during the join: {len(during)} acknowledged, {len(failures)} failed")
-    assert during, "no write was acknowledged while node4 joined"
-    assert not failures, f"writes failed during the join; first: {failures[0]}"
-    acked.update(during)
+    during.check()
+    acked.update(during.acked)
 
     c.kill(1, 2, 3)
     c.wait_seen([4], [1, 2, 3], "down")
@@ -83,6 +68,6 @@ def test_a_joining_node_streams_its_ranges_and_misses_no_write(replicated_cluste
     assert owned >= len(acked) // 2, f"node4 replicates only {owned} of {len(acked)} keys"
     assert not missing and not wrong, (
         f"{len(missing)} rows node4 replicates are missing on it (first {missing[:10]}, "
-        f"written during the join: {[k for k in missing if k in during][:10]}); "
+        f"written during the join: {[k for k in missing if k in during.acked][:10]}); "
         f"{len(wrong)} have another value (first {wrong[:5]})"
     )

@@ -18,6 +18,7 @@ NO_RETRY execution profile, so the driver hands back the server's Unavailable er
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -128,6 +129,49 @@ def expect_unavailable(cluster, session, cql: str, params, cl: int, required: in
 
 def batch(first: int, n: int, tag: str) -> dict[int, str]:
     return {k: f"v{k}-{tag}" for k in range(first, first + n)}
+
+
+class BackgroundWrites:
+    """A client writing rows k = FIRST, FIRST+1, ... at QUORUM through nodes 1-3 (its own pinned
+    session, about 100 writes a second) until the `with` block ends: `acked` holds the
+    acknowledged rows, `failures` the errors. For showing nothing is lost while the ring
+    changes."""
+
+    def __init__(self, cluster, first: int, tag: str, limit: int = 10 * ROWS):
+        self.cluster, self.first, self.tag, self.limit = cluster, first, tag, limit
+        self.acked: dict[int, str] = {}
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        s = self.cluster.session(1, 2, 3, pinned=True)
+        insert = prepared(s, f"INSERT INTO {KS}.{TABLE} (k, v) VALUES (?, ?)", CL.QUORUM)
+        for k in range(self.first, self.first + self.limit):
+            if self._stop.is_set():
+                return
+            value = f"v{k}-{self.tag}"
+            try:
+                s.execute(insert, (k, value))
+                self.acked[k] = value
+            except Exception as e:  # noqa: BLE001 - counted and reported by the caller
+                self.failures.append(f"k={k}: {type(e).__name__}: {e}")
+            time.sleep(0.01)
+
+    def __enter__(self) -> "BackgroundWrites":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        print(f"writes while {self.tag}: {len(self.acked)} acknowledged, "
+              f"{len(self.failures)} failed")
+
+    def check(self) -> None:
+        """Asserts some writes were acknowledged and none failed."""
+        assert self.acked, f"no write was acknowledged while {self.tag}"
+        assert not self.failures, f"writes failed while {self.tag}; first: {self.failures[0]}"
 
 
 # -- tests ----------------------------------------------------------------------------------------

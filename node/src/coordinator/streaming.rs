@@ -1,4 +1,5 @@
-//! Streaming token ranges into this node when it joins the ring (bootstrap).
+//! Streaming token ranges into this node when it joins the ring (bootstrap), and out of it when
+//! it leaves (decommission).
 //!
 //! A node that starts with an empty data directory and `auto_bootstrap: true` picks its tokens
 //! ([`crate::join`]), then gossips `JOINING` with them. From then on every coordinator sees it as
@@ -13,12 +14,21 @@
 //!
 //! A source that fails is replaced by the next live replica of the range; when none is left, the
 //! bootstrap fails and the node does not join (it says why and exits: starting it again retries).
+//!
+//! A node leaving (decommission, see [`crate::decommission`]) gossips `LEAVING`; coordinators
+//! then send writes to the nodes taking over its ranges as pending replicas, and
+//! [`Coordinator::stream_leaving_ranges`] pushes its data to them, range by range, from a local
+//! scan. Its hints go to their targets, or to another live node that keeps them
+//! ([`Coordinator::hand_off_hints`]).
 
 use std::time::Duration;
 
 use ringdb_ring::{HostId, TokenRange};
 
-use super::Coordinator;
+use std::sync::Arc;
+
+use super::placement::KeyspacePlacement;
+use super::{ClusterState, Coordinator};
 use crate::metrics as m;
 use crate::storage::{PartitionKey, ScanRange, Slice, TableId};
 use crate::verbs::{VerbRequest, VerbResponse};
@@ -39,6 +49,23 @@ pub struct StreamStats {
 }
 
 impl Coordinator {
+    /// The user keyspaces whose replicas the ring change under way moves (those with a future
+    /// replica map), by name.
+    fn changing_keyspaces(
+        &self,
+        state: &ClusterState,
+    ) -> Result<Vec<(String, Arc<KeyspacePlacement>)>, String> {
+        let schema = self.schema.current();
+        let mut changing = Vec::new();
+        for ks in schema.user_keyspaces() {
+            let ksp = self.keyspace(state, &ks.name).map_err(|e| e.to_string())?;
+            if ksp.future.is_some() {
+                changing.push((ks.name.clone(), ksp));
+            }
+        }
+        Ok(changing)
+    }
+
     /// Streams to this node the data of every range it is gaining (it must be `JOINING` in the
     /// current view); see the module documentation.
     pub async fn bootstrap(&self) -> Result<StreamStats, String> {
@@ -46,8 +73,7 @@ impl Coordinator {
         let schema = self.schema.current();
         let local = self.config.local;
         let mut stats = StreamStats::default();
-        for ks in schema.user_keyspaces() {
-            let ksp = self.keyspace(&state, &ks.name).map_err(|e| e.to_string())?;
+        for (ks, ksp) in self.changing_keyspaces(&state)? {
             let Some(future) = &ksp.future else {
                 continue;
             };
@@ -64,11 +90,11 @@ impl Coordinator {
                     .into_iter()
                     .filter(|h| *h != local && state.is_alive(h))
                     .collect();
-                for table in schema.tables(&ks.name) {
+                for table in schema.tables(&ks) {
                     stats.partitions += self
                         .stream_range(table.id, range, &sources)
                         .await
-                        .map_err(|e| format!("{}.{} range {range:?}: {e}", ks.name, table.name))?;
+                        .map_err(|e| format!("{ks}.{} range {range:?}: {e}", table.name))?;
                 }
                 stats.ranges += 1;
             }
@@ -141,12 +167,196 @@ impl Coordinator {
                 .await
                 .map_err(|e| format!("applying streamed data: {e}"))?;
             applied += mutations.len() as u64;
-            metrics::counter!(m::STREAMED_PARTITIONS).increment(mutations.len() as u64);
+            metrics::counter!(m::STREAMED_PARTITIONS, "direction" => "in")
+                .increment(mutations.len() as u64);
             if !full {
                 return Ok(applied);
             }
             range.after = Some(last);
         }
+    }
+}
+
+impl Coordinator {
+    /// Decommission: pushes this node's data to the nodes that take over its ranges (it must be
+    /// `LEAVING` in the current view). For each keyspace and each range this node replicates,
+    /// the replicas gaining the range once it is gone get every partition of every table there,
+    /// read locally in pages and sent as mutations.
+    pub async fn stream_leaving_ranges(&self) -> Result<StreamStats, String> {
+        let state = self.state();
+        let schema = self.schema.current();
+        let local = self.config.local;
+        let mut stats = StreamStats::default();
+        for (ks, ksp) in self.changing_keyspaces(&state)? {
+            let Some(future) = &ksp.future else {
+                continue;
+            };
+            for (range, replicas) in ksp.map.ranges() {
+                if !replicas.contains(&local) {
+                    continue;
+                }
+                // The future ring has a subset of today's tokens: each range of today lies in
+                // one range of the future ring.
+                let gaining: Vec<HostId> = future
+                    .replicas(range.end)
+                    .iter()
+                    .filter(|h| !replicas.contains(h))
+                    .copied()
+                    .collect();
+                if gaining.is_empty() {
+                    continue;
+                }
+                if let Some(down) = gaining.iter().find(|h| !state.is_alive(h)) {
+                    return Err(format!(
+                        "{down} takes over range {range:?} of {ks} but is down"
+                    ));
+                }
+                for table in schema.tables(&ks) {
+                    for piece in scan_pieces(range) {
+                        stats.partitions += self
+                            .push_piece(table.id, piece, &gaining)
+                            .await
+                            .map_err(|e| format!("{ks}.{} range {range:?}: {e}", table.name))?;
+                    }
+                }
+                stats.ranges += 1;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Whether the ring change under way keeps every keyspace at its replication factor: no
+    /// range has fewer replicas once it is done than now.
+    pub fn check_replication_kept(&self) -> Result<(), String> {
+        let state = self.state();
+        for (ks, ksp) in self.changing_keyspaces(&state)? {
+            let Some(future) = &ksp.future else {
+                continue;
+            };
+            for (range, replicas) in ksp.map.ranges() {
+                let after = future.replicas(range.end).len();
+                if after < replicas.len() {
+                    return Err(format!(
+                        "keyspace {ks} would keep {after} of its {} replicas of some ranges: \
+                         its replication factor needs more nodes than would remain",
+                        replicas.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every local partition of `table` in `range` to each of `targets`.
+    async fn push_piece(
+        &self,
+        table: TableId,
+        mut range: ScanRange,
+        targets: &[HostId],
+    ) -> Result<u64, String> {
+        let mut sent = 0;
+        loop {
+            let partitions = self
+                .replica
+                .scan(
+                    table,
+                    range.clone(),
+                    Slice::all(),
+                    STREAM_PAGE,
+                    self.replica.clock().wall_seconds(),
+                )
+                .await
+                .map_err(|e| format!("reading local data: {e}"))?;
+            let full = partitions.len() >= STREAM_PAGE as usize;
+            let Some(last) = partitions.last().map(|p| p.partition.clone()) else {
+                return Ok(sent);
+            };
+            let mutations: Vec<_> = partitions.iter().map(|p| p.to_mutation(table)).collect();
+            let n = mutations.len() as u64;
+            let state = self.state();
+            let mut answers = self.dispatch(
+                &state,
+                targets,
+                VerbRequest::Mutate { mutations },
+                STREAM_PAGE_TIMEOUT,
+            );
+            for _ in targets {
+                match answers.recv().await {
+                    Some((_, Ok(VerbResponse::Applied))) => {}
+                    Some((host, Ok(other))) => return Err(format!("{host} answered {other:?}")),
+                    Some((host, Err(e))) => return Err(format!("{host}: {e}")),
+                    None => return Err("no answer".into()),
+                }
+            }
+            sent += n;
+            metrics::counter!(m::STREAMED_PARTITIONS, "direction" => "out").increment(n);
+            if !full {
+                return Ok(sent);
+            }
+            range.after = Some(last);
+        }
+    }
+
+    /// Decommission: hands every hint this node holds to where it can still be delivered — to
+    /// its target directly when that is up, else to another live node, which keeps it as its
+    /// own hint. Returns how many hints were handed over.
+    pub async fn hand_off_hints(&self) -> Result<u64, String> {
+        let mut handed = 0;
+        for (target, _) in self.hints.targets() {
+            loop {
+                let page = self
+                    .hints
+                    .page(&target, None, 16)
+                    .map_err(|e| e.to_string())?;
+                if page.is_empty() {
+                    break;
+                }
+                for hint in page {
+                    let state = self.state();
+                    let (to, request) = if state.is_alive(&target) {
+                        (
+                            target,
+                            VerbRequest::Mutate {
+                                mutations: hint.mutations.clone(),
+                            },
+                        )
+                    } else {
+                        let Some(peer) = state
+                            .by_proximity(
+                                &state.alive.iter().copied().collect::<Vec<_>>(),
+                                &self.config.dc,
+                                &self.config.rack,
+                            )
+                            .into_iter()
+                            .find(|h| *h != self.config.local && *h != target)
+                        else {
+                            return Err("no live node to hand hints to".into());
+                        };
+                        (
+                            peer,
+                            VerbRequest::StoreHint {
+                                target: target.0,
+                                mutations: hint.mutations.clone(),
+                            },
+                        )
+                    };
+                    let mut answers =
+                        self.dispatch(&state, &[to], request, self.config.write_timeout);
+                    match answers.recv().await {
+                        Some((_, Ok(VerbResponse::Applied | VerbResponse::HintStored))) => {
+                            self.hints
+                                .remove(&target, &hint)
+                                .map_err(|e| e.to_string())?;
+                            handed += 1;
+                        }
+                        Some((_, Ok(other))) => return Err(format!("{to} answered {other:?}")),
+                        Some((_, Err(e))) => return Err(format!("{to}: {e}")),
+                        None => return Err("no answer".into()),
+                    }
+                }
+            }
+        }
+        Ok(handed)
     }
 }
 
