@@ -130,6 +130,13 @@ pub struct Config {
         serialize_with = "serialize_byte_size"
     )]
     pub max_hints_size: u64,
+    /// Most bytes per second a node streams ranges at while it joins or leaves the ring, e.g.
+    /// `50MiB`; 0 (the default) is unthrottled.
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
+    pub stream_throughput_outbound: u64,
     /// Most bytes per second of hints replayed to one target, e.g. `1MiB`.
     #[serde(
         deserialize_with = "deserialize_byte_size",
@@ -175,6 +182,7 @@ impl Default for Config {
             max_hint_window_ms: 3 * 60 * 60 * 1000,
             max_hints_size: 1 << 30,
             hinted_handoff_throttle: 1 << 20,
+            stream_throughput_outbound: 0,
         }
     }
 }

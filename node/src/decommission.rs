@@ -7,7 +7,7 @@
 //!    time), when it is not `NORMAL`, or when leaving would leave some keyspace with fewer
 //!    replicas than its replication factor;
 //! 2. gossips `LEAVING`; every coordinator now also sends writes for its ranges to the nodes
-//!    gaining them (pending replicas, counted on top of the level), and it waits the join settle
+//!    gaining them (pending replicas, not counted toward the level), and it waits the join settle
 //!    time so that they all have seen it;
 //! 3. pushes its data to the gaining nodes, range by range
 //!    ([`Coordinator::stream_leaving_ranges`]), and hands its hints over

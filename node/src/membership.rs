@@ -52,6 +52,9 @@ pub struct LocalIdentity {
     /// Vnode tokens; `None` for a node that has not chosen them yet (first start): it gossips
     /// `BOOT` without tokens until [`NodeMembership::join`] picks them.
     pub tokens: Option<Vec<i64>>,
+    /// With tokens: the node has not finished streaming its ranges in (a bootstrap cut short),
+    /// so it starts `JOINING` rather than `NORMAL`.
+    pub bootstrapping: bool,
     /// CQL address clients use.
     pub native_address: SocketAddr,
     /// Release version shown to clients.
@@ -81,7 +84,7 @@ impl NodeMembership {
         &self,
         config: &Config,
         host_id: uuid::Uuid,
-        persist: impl FnOnce(&[i64]) -> anyhow::Result<()>,
+        persist: impl FnOnce(&[i64], bool) -> anyhow::Result<()>,
         bootstrap: impl FnOnce(&ClusterView) -> bool,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Option<(Vec<i64>, bool)>> {
@@ -100,8 +103,8 @@ impl NodeMembership {
             tokens = crate::join::choose_tokens(&self.membership, candidate, settings) => tokens,
             _ = crate::server::stopping(&mut shutdown) => return Ok(None),
         };
-        persist(&tokens)?;
         let bootstrapping = bootstrap(&self.membership.view());
+        persist(&tokens, bootstrapping)?;
         self.membership
             .set_app_state(AppStateKey::Tokens, encode_tokens(&tokens))
             .await;
@@ -322,7 +325,12 @@ pub async fn start(
     match &identity.tokens {
         Some(tokens) => {
             initial_states.push((AppStateKey::Tokens, encode_tokens(tokens)));
-            initial_states.push((AppStateKey::Status, NodeStatus::Normal.as_str().to_string()));
+            let status = if identity.bootstrapping {
+                NodeStatus::Joining
+            } else {
+                NodeStatus::Normal
+            };
+            initial_states.push((AppStateKey::Status, status.as_str().to_string()));
         }
         None => initial_states.push((AppStateKey::Status, NodeStatus::Boot.as_str().to_string())),
     }

@@ -144,6 +144,8 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         );
     }
     let identity = load_or_create_identity(engine.as_ref())?;
+    let resume_bootstrap =
+        identity.tokens.is_some() && engine.meta_get(META_BOOTSTRAP_PENDING)?.is_some();
     tracing::info!(
         host_id = %identity.host_id,
         tokens = identity.tokens.as_ref().map_or(0, Vec::len),
@@ -198,6 +200,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
             rack: config.rack.clone(),
             write_timeout: Duration::from_millis(config.write_request_timeout_ms),
             read_timeout: Duration::from_millis(config.read_request_timeout_ms),
+            stream_throughput: config.stream_throughput_outbound,
         },
     );
     let executor = Executor::with_data_path(coordinator.clone(), schema, node_info, clock);
@@ -256,6 +259,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         crate::membership::LocalIdentity {
             host_id: identity.host_id,
             tokens: identity.tokens.clone(),
+            bootstrapping: resume_bootstrap,
             native_address: cql_addr,
             release_version: RELEASE_VERSION.to_string(),
         },
@@ -274,14 +278,16 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         "internode transport and gossip started"
     );
     if identity.tokens.is_none() {
-        let engine = engine.clone();
+        let engine_for_tokens = engine.clone();
         let local = membership.membership.local();
         let auto_bootstrap = config.auto_bootstrap;
         let chosen = membership
             .join(
                 &config,
                 identity.host_id,
-                move |tokens| persist_tokens(engine.as_ref(), tokens),
+                move |tokens, bootstrapping| {
+                    persist_tokens(engine_for_tokens.as_ref(), tokens, bootstrapping)
+                },
                 // Data to stream exists only where another node already owns tokens.
                 move |view| {
                     auto_bootstrap
@@ -298,11 +304,16 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
             Some((tokens, false)) => tracing::info!(tokens = tokens.len(), "joined the ring"),
             Some((tokens, true)) => {
                 bootstrap(&config, &membership, &coordinator, executor.schema_store()).await?;
-                membership.become_normal().await;
+                finish_bootstrap(engine.as_ref(), &membership).await?;
                 tracing::info!(tokens = tokens.len(), "bootstrapped: joined the ring");
             }
             None => anyhow::bail!("stopped before joining the ring"),
         }
+    } else if resume_bootstrap {
+        tracing::info!("resuming a bootstrap that did not finish: streaming this node's ranges");
+        bootstrap(&config, &membership, &coordinator, executor.schema_store()).await?;
+        finish_bootstrap(engine.as_ref(), &membership).await?;
+        tracing::info!("bootstrapped: joined the ring");
     }
     let (exit_tx, exit) = watch::channel(false);
     let decommission = crate::decommission::Decommission::new(
@@ -365,6 +376,18 @@ async fn bootstrap(
     if schema.current().user_keyspaces().next().is_none() {
         return Ok(()); // nothing to stream
     }
+    // One topology change at a time: joining while a node leaves would stream from replicas
+    // that are about to hand their ranges elsewhere.
+    let view = membership.membership.view();
+    if let Some((leaving, _)) = view.endpoints.iter().find(|(e, ev)| {
+        **e != view.local && ev.state.status() == Some(ringdb_gossip::state::NodeStatus::Leaving)
+    }) {
+        anyhow::bail!(
+            "cannot bootstrap while {} is leaving the ring (one topology change at a time): start \
+             this node again once the decommission is done",
+            leaving.0
+        );
+    }
     let settle = join_settle(config);
     tracing::info!(
         ?settle,
@@ -395,16 +418,34 @@ struct Identity {
     tokens: Option<Vec<i64>>,
 }
 
-/// Persists the tokens a node chose at its first start; they never change afterwards.
-fn persist_tokens(engine: &dyn Engine, tokens: &[i64]) -> anyhow::Result<()> {
+/// Persists the tokens a node chose at its first start (they never change afterwards), and
+/// whether it still has to stream its ranges in.
+fn persist_tokens(engine: &dyn Engine, tokens: &[i64], bootstrapping: bool) -> anyhow::Result<()> {
     let bytes: Vec<u8> = tokens.iter().flat_map(|t| t.to_be_bytes()).collect();
     engine.meta_put(META_TOKENS, &bytes)?;
+    if bootstrapping {
+        engine.meta_put(META_BOOTSTRAP_PENDING, b"1")?;
+    }
     engine.flush()?;
+    Ok(())
+}
+
+/// Records that the bootstrap is done, then announces NORMAL.
+async fn finish_bootstrap(
+    engine: &dyn Engine,
+    membership: &crate::membership::NodeMembership,
+) -> anyhow::Result<()> {
+    engine.meta_delete(META_BOOTSTRAP_PENDING)?;
+    engine.flush()?;
+    membership.become_normal().await;
     Ok(())
 }
 
 const META_HOST_ID: &[u8] = b"local/host_id";
 const META_TOKENS: &[u8] = b"local/tokens";
+/// Set from choosing tokens with data to stream until the streaming is done: a node restarted
+/// in between resumes its bootstrap instead of serving ranges it never received.
+const META_BOOTSTRAP_PENDING: &[u8] = b"local/bootstrap_pending";
 
 fn load_or_create_identity(engine: &dyn Engine) -> anyhow::Result<Identity> {
     let host_id = match engine.meta_get(META_HOST_ID)? {

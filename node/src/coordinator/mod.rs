@@ -95,6 +95,9 @@ pub struct CoordinatorConfig {
     pub write_timeout: Duration,
     /// How long a read waits (`read_request_timeout_ms`).
     pub read_timeout: Duration,
+    /// Most bytes per second this node streams ranges at when it joins or leaves
+    /// (`stream_throughput_outbound`; 0: unthrottled).
+    pub stream_throughput: u64,
 }
 
 /// Coordinates requests across the replicas of the cluster. Until [`Coordinator::attach`] gives

@@ -4,8 +4,9 @@
 //! A node that starts with an empty data directory and `auto_bootstrap: true` picks its tokens
 //! ([`crate::join`]), then gossips `JOINING` with them. From then on every coordinator sees it as
 //! a *pending* replica of the ranges it is gaining ([`super::placement::KeyspacePlacement::pending`])
-//! and sends it every new write there (counted on top of the level: nothing written during the
-//! join is missed). Once the other nodes have had time to see that ([`crate::join`]'s settle
+//! and sends it every new write there (not counted toward the level, which today's replicas
+//! meet; a write it does not take in time becomes a hint for it): nothing written during the
+//! join is missed. Once the other nodes have had time to see that ([`crate::join`]'s settle
 //! time), [`Coordinator::bootstrap`] fetches what was written before: for each keyspace, each
 //! range the node will replicate and each table, it reads the range from the closest live
 //! current replica with the scan verb, in pages of [`STREAM_PAGE`] partitions (full data:
@@ -21,16 +22,15 @@
 //! scan. Its hints go to their targets, or to another live node that keeps them
 //! ([`Coordinator::hand_off_hints`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ringdb_ring::{HostId, TokenRange};
-
-use std::sync::Arc;
 
 use super::placement::KeyspacePlacement;
 use super::{ClusterState, Coordinator};
 use crate::metrics as m;
-use crate::storage::{PartitionKey, ScanRange, Slice, TableId};
+use crate::storage::{Mutation, PartitionKey, ScanRange, Slice, TableId};
 use crate::verbs::{VerbRequest, VerbResponse};
 
 /// Partitions per scan page while streaming.
@@ -77,10 +77,12 @@ impl Coordinator {
             let Some(future) = &ksp.future else {
                 continue;
             };
-            for (range, replicas) in future.ranges() {
-                if !replicas.contains(&local) {
-                    continue;
-                }
+            let mine: Vec<TokenRange> = future
+                .ranges()
+                .filter(|(_, replicas)| replicas.contains(&local))
+                .map(|(range, _)| range)
+                .collect();
+            for (done, range) in mine.iter().copied().enumerate() {
                 let sources: Vec<HostId> = state
                     .by_proximity(
                         ksp.map.replicas(range.end),
@@ -97,6 +99,7 @@ impl Coordinator {
                         .map_err(|e| format!("{ks}.{} range {range:?}: {e}", table.name))?;
                 }
                 stats.ranges += 1;
+                log_progress("bootstrap", &ks, done + 1, mine.len(), stats.partitions);
             }
         }
         Ok(stats)
@@ -161,11 +164,13 @@ impl Coordinator {
             let Some(last) = partitions.last().map(|p| p.partition.clone()) else {
                 return Ok(applied);
             };
+            let page_started = Instant::now();
             let mutations: Vec<_> = partitions.iter().map(|p| p.to_mutation(table)).collect();
             self.replica
                 .apply(&mutations)
                 .await
                 .map_err(|e| format!("applying streamed data: {e}"))?;
+            self.throttle_stream(&mutations, page_started).await;
             applied += mutations.len() as u64;
             metrics::counter!(m::STREAMED_PARTITIONS, "direction" => "in")
                 .increment(mutations.len() as u64);
@@ -191,10 +196,12 @@ impl Coordinator {
             let Some(future) = &ksp.future else {
                 continue;
             };
-            for (range, replicas) in ksp.map.ranges() {
-                if !replicas.contains(&local) {
-                    continue;
-                }
+            let mine: Vec<(TokenRange, &[HostId])> = ksp
+                .map
+                .ranges()
+                .filter(|(_, replicas)| replicas.contains(&local))
+                .collect();
+            for (done, &(range, replicas)) in mine.iter().enumerate() {
                 // The future ring has a subset of today's tokens: each range of today lies in
                 // one range of the future ring.
                 let gaining: Vec<HostId> = future
@@ -220,9 +227,22 @@ impl Coordinator {
                     }
                 }
                 stats.ranges += 1;
+                log_progress("decommission", &ks, done + 1, mine.len(), stats.partitions);
             }
         }
         Ok(stats)
+    }
+
+    /// Holds a streaming page back so that pages go at most `stream_throughput_outbound` bytes
+    /// per second: a page that took less than its share of a second waits for the rest.
+    async fn throttle_stream(&self, page: &[Mutation], started: Instant) {
+        let rate = self.config.stream_throughput;
+        if rate == 0 {
+            return;
+        }
+        let bytes = crate::verbs::encoded_len(&page).unwrap_or(0) as f64;
+        let budget = Duration::from_secs_f64(bytes / rate as f64);
+        tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
     }
 
     /// Whether the ring change under way keeps every keyspace at its replication factor: no
@@ -271,8 +291,10 @@ impl Coordinator {
             let Some(last) = partitions.last().map(|p| p.partition.clone()) else {
                 return Ok(sent);
             };
+            let page_started = Instant::now();
             let mutations: Vec<_> = partitions.iter().map(|p| p.to_mutation(table)).collect();
             let n = mutations.len() as u64;
+            self.throttle_stream(&mutations, page_started).await;
             let state = self.state();
             let mut answers = self.dispatch(
                 &state,
@@ -357,6 +379,18 @@ impl Coordinator {
             }
         }
         Ok(handed)
+    }
+}
+
+/// Logs how far streaming a keyspace got, at each tenth of its ranges.
+fn log_progress(what: &str, keyspace: &str, done: usize, total: usize, partitions: u64) {
+    if total > 0 && (done * 10 / total != (done - 1) * 10 / total || done == total) {
+        tracing::info!(
+            keyspace,
+            ranges = format!("{done}/{total}"),
+            partitions,
+            "{what}: streaming"
+        );
     }
 }
 

@@ -129,6 +129,7 @@ impl TestCluster {
                     rack: rack.to_string(),
                     write_timeout,
                     read_timeout: write_timeout,
+                    stream_throughput: 0,
                 },
             );
             let _ = coordinator.transport.set(transport.clone());

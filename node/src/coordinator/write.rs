@@ -26,9 +26,14 @@ use crate::verbs::{VerbRequest, VerbResponse};
 pub(super) struct WriteGroup {
     /// What the consistency level needs from the group's replicas.
     pub requirement: Requirement,
-    /// The group's replicas that are alive: all of them are sent the mutations.
+    /// The group's replicas that are alive: all of them are sent the mutations, and their
+    /// answers count toward the level.
     pub live: Vec<HostId>,
-    /// The group's replicas that are down: they get hints ([`super::hints`]).
+    /// Pending replicas that are alive (nodes gaining the range while one joins or leaves):
+    /// sent the mutations too, so that they miss nothing, but not counted.
+    pub pending: Vec<HostId>,
+    /// The group's replicas, pending ones included, that are down: they get hints
+    /// ([`super::hints`]).
     pub down: Vec<HostId>,
     /// The mutations.
     pub mutations: Vec<Mutation>,
@@ -96,18 +101,13 @@ impl Coordinator {
                 continue; // every keyspace grouped above has its placement
             };
             // Pending replicas (gaining the range while a node joins or leaves) get the write
-            // too, and each one that counts raises what the level needs by one.
-            let requirement = Requirement::for_write(
-                cl,
-                &ksp.replication,
-                &self.config.dc,
-                pending.iter().map(|h| state.dc_of(h)),
-            );
-            let (live, down): (Vec<HostId>, Vec<HostId>) = replicas
-                .iter()
-                .chain(&pending)
-                .copied()
-                .partition(|h| state.is_alive(h));
+            // too, without counting toward the level: the level is met on today's replicas.
+            let requirement = Requirement::new(cl, &ksp.replication, &self.config.dc);
+            let (live, mut down): (Vec<HostId>, Vec<HostId>) =
+                replicas.iter().copied().partition(|h| state.is_alive(h));
+            let (pending, pending_down): (Vec<HostId>, Vec<HostId>) =
+                pending.into_iter().partition(|h| state.is_alive(h));
+            down.extend(pending_down);
             requirement
                 .check_live(live.iter().map(|h| state.dc_of(h)))
                 .map_err(|u| unavailable(consistency, u))?;
@@ -127,6 +127,7 @@ impl Coordinator {
             groups.push(WriteGroup {
                 requirement,
                 live,
+                pending,
                 down,
                 mutations,
             });
@@ -175,6 +176,7 @@ impl Coordinator {
         let WriteGroup {
             requirement,
             live,
+            pending,
             down,
             mutations,
         } = group;
@@ -198,7 +200,10 @@ impl Coordinator {
         }
         let mut tracker =
             QuorumTracker::new(requirement, live.iter().map(|h| (*h, state.dc_of(h))));
-        let mut answers = self.dispatch(state, &live, VerbRequest::Mutate { mutations }, timeout);
+        // The tracker counts `live` only; answers of pending replicas change nothing there.
+        let targets: Vec<HostId> = live.iter().chain(&pending).copied().collect();
+        let mut answers =
+            self.dispatch(state, &targets, VerbRequest::Mutate { mutations }, timeout);
         let mut answers_open = true;
         let mut outcome = Outcome::default();
         let result = loop {
@@ -250,24 +255,24 @@ impl Coordinator {
             }
         };
         let completion = completion.filter(|_| result.is_ok());
-        self.finish_in_background(answers, live, outcome, for_hints, completion);
+        self.finish_in_background(answers, targets, outcome, for_hints, completion);
         result
     }
 
     /// Follows the answers still to come after a write's outcome is decided: reports to
-    /// `completion` whether every live replica applied it, and hints the live replicas that
+    /// `completion` whether every replica it was `sent` to applied it, and hints those that
     /// never answered (unreachable, or silent until the timeout).
     fn finish_in_background(
         &self,
         mut answers: tokio::sync::mpsc::Receiver<super::Answer>,
-        live: Vec<HostId>,
+        sent: Vec<HostId>,
         mut outcome: Outcome,
         for_hints: Option<Arc<Vec<Mutation>>>,
         completion: Option<oneshot::Sender<bool>>,
     ) {
-        if outcome.answered.len() >= live.len() {
+        if outcome.answered.len() >= sent.len() {
             if let Some(c) = completion {
-                let _ = c.send(outcome.applied >= live.len());
+                let _ = c.send(outcome.applied >= sent.len());
             }
             return;
         }
@@ -278,10 +283,10 @@ impl Coordinator {
                 outcome.record(host, answer);
             }
             if let Some(c) = completion {
-                let _ = c.send(outcome.applied >= live.len());
+                let _ = c.send(outcome.applied >= sent.len());
             }
             if let Some(mutations) = for_hints {
-                let silent: Vec<HostId> = live
+                let silent: Vec<HostId> = sent
                     .iter()
                     .filter(|h| !outcome.answered.contains(h))
                     .copied()
