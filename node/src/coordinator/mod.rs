@@ -285,7 +285,7 @@ impl Coordinator {
     /// returns a channel yielding each answer as it arrives. The sends run as their own tasks:
     /// they go on after the caller stops listening (a write acknowledged at ONE still reaches
     /// every live replica).
-    fn dispatch(
+    pub(crate) fn dispatch(
         &self,
         state: &ClusterState,
         hosts: &[HostId],
@@ -501,19 +501,5 @@ impl DataPath for Coordinator {
             }
             Ok(())
         })
-    }
-}
-
-impl Coordinator {
-    /// Sends `request` to each of `hosts` ([`Coordinator::dispatch`]) for work outside the
-    /// request paths, such as anti-entropy repair ([`crate::repair`]).
-    pub(crate) fn send_verb(
-        &self,
-        state: &ClusterState,
-        hosts: &[HostId],
-        request: VerbRequest,
-        timeout: Duration,
-    ) -> mpsc::Receiver<(HostId, Result<VerbResponse, String>)> {
-        self.dispatch(state, hosts, request, timeout)
     }
 }

@@ -439,7 +439,7 @@ impl RangeRepairer<'_> {
         request: VerbRequest,
         timeout: Duration,
     ) -> Vec<(HostId, Result<VerbResponse, String>)> {
-        let mut answers = self.coordinator.send_verb(state, hosts, request, timeout);
+        let mut answers = self.coordinator.dispatch(state, hosts, request, timeout);
         let mut got = Vec::with_capacity(hosts.len());
         while got.len() < hosts.len() {
             match answers.recv().await {
