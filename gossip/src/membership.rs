@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::protocol::{GossipConfig, GossipMessage, Gossiper, MembershipEvent};
-use crate::state::{AppStateKey, ClusterView, Endpoint, Generation};
+use crate::state::{AppStateKey, ClusterView, Endpoint, Generation, NodeStatus};
 use crate::transport::{self, Channel, Inbound, Transport};
 
 /// Membership events kept for slow subscribers; a subscriber that lags further loses the oldest
@@ -47,6 +47,7 @@ pub struct MembershipConfig {
 
 enum Command {
     SetAppState(AppStateKey, String),
+    SetPeerStatus(Endpoint, NodeStatus, oneshot::Sender<Result<(), String>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -156,6 +157,22 @@ impl Membership {
             .await;
     }
 
+    /// Publishes `status` on behalf of `endpoint`, a peer that is down
+    /// ([`crate::protocol::Gossiper::set_peer_status`]); the change is in the view once this
+    /// returns `Ok`.
+    pub async fn set_peer_status(
+        &self,
+        endpoint: Endpoint,
+        status: NodeStatus,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetPeerStatus(endpoint, status, tx))
+            .await
+            .map_err(|_| "gossip has stopped".to_string())?;
+        rx.await.map_err(|_| "gossip has stopped".to_string())?
+    }
+
     /// Announces `SHUTDOWN` to the live peers and stops the task; returns once the announcement
     /// was handed to the transport (or after `timeout`).
     pub async fn shutdown(&self, timeout: Duration) {
@@ -199,6 +216,11 @@ impl Driver {
                 command = self.commands.recv() => match command {
                     Some(Command::SetAppState(key, value)) => {
                         self.gossiper.set_app_state(key, value);
+                    }
+                    Some(Command::SetPeerStatus(endpoint, status, done)) => {
+                        let result = self.gossiper.set_peer_status(endpoint, status);
+                        self.flush();
+                        let _ = done.send(result);
                     }
                     Some(Command::Shutdown(done)) => {
                         self.gossiper.announce_shutdown(Instant::now());

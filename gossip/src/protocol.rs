@@ -350,6 +350,46 @@ impl Gossiper {
         });
     }
 
+    /// Publishes, on behalf of `endpoint` (a peer that is down), the status `status` — how a
+    /// node removes a dead peer from the ring (`ringdb removenode`: `LEAVING` while its ranges
+    /// are re-replicated, then `LEFT`). The status goes in at the version just above the highest
+    /// one held of the peer, so it wins over what others hold of the same incarnation and
+    /// spreads like any state; the peer's own next incarnation (a restart) supersedes it.
+    pub fn set_peer_status(
+        &mut self,
+        endpoint: Endpoint,
+        status: NodeStatus,
+    ) -> Result<(), String> {
+        if endpoint == self.local {
+            return Err("a node cannot speak for itself as for a peer".into());
+        }
+        let Some(peer) = self.peers.get_mut(&endpoint) else {
+            return Err(format!("{endpoint} is not known to gossip"));
+        };
+        if peer.alive {
+            return Err(format!(
+                "{endpoint} is alive: only a node that is down can be spoken for"
+            ));
+        }
+        if peer.state.status() == Some(status) {
+            return Ok(());
+        }
+        let version = peer.state.max_version() + 1;
+        peer.state.app_states.insert(
+            AppStateKey::Status,
+            VersionedValue {
+                value: status.as_str().to_string(),
+                version,
+            },
+        );
+        peer.max_version = version;
+        self.push_event(MembershipEvent::StateChanged {
+            endpoint,
+            keys: vec![AppStateKey::Status],
+        });
+        Ok(())
+    }
+
     /// Runs a gossip round if one is due (then schedules the next one) and the failure
     /// detector (convictions emit [`MembershipEvent::Down`]). Call it at
     /// [`Gossiper::next_timeout`]; calling it earlier or more often is harmless.
@@ -1629,6 +1669,73 @@ mod tests {
         assert_eq!(
             leaving.endpoint_state(&ep(2)).expect("local").status(),
             Some(NodeStatus::Left)
+        );
+    }
+
+    #[test]
+    fn a_status_set_for_a_dead_peer_spreads_and_yields_to_its_restart() {
+        let t0 = Instant::now();
+        let dead = ep(5);
+        let mut announcer = gossiper(1, &[], t0);
+        let mut other = gossiper(2, &[], t0);
+        let old = state(3, 10, &[(AppStateKey::Status, "NORMAL", 4)]);
+        teach(&mut announcer, t0, ep(9), dead, old.clone());
+        teach(&mut other, t0, ep(9), dead, old);
+        assert!(
+            !announcer.is_alive(&dead),
+            "only heard of through a third party"
+        );
+
+        assert!(announcer.set_peer_status(ep(1), NodeStatus::Left).is_err());
+        assert!(announcer.set_peer_status(ep(7), NodeStatus::Left).is_err());
+        announcer
+            .set_peer_status(dead, NodeStatus::Leaving)
+            .expect("dead peer");
+        announcer
+            .set_peer_status(dead, NodeStatus::Left)
+            .expect("dead peer");
+        assert!(events(&mut announcer).iter().any(|e| matches!(
+            e,
+            MembershipEvent::StateChanged { endpoint, .. } if *endpoint == dead
+        )));
+        let held = announcer.endpoint_state(&dead).expect("known").clone();
+        assert_eq!(held.status(), Some(NodeStatus::Left));
+        assert!(held.max_version() > 10, "above everything held of it");
+
+        // It reaches the others as gossip does, and wins over what they hold.
+        teach(&mut other, t0, ep(1), dead, held.clone());
+        assert_eq!(
+            other.endpoint_state(&dead).expect("known").status(),
+            Some(NodeStatus::Left)
+        );
+        // An older copy relayed late changes nothing.
+        teach(
+            &mut other,
+            t0,
+            ep(9),
+            dead,
+            state(3, 10, &[(AppStateKey::Status, "NORMAL", 4)]),
+        );
+        assert_eq!(
+            other.endpoint_state(&dead).expect("known").status(),
+            Some(NodeStatus::Left)
+        );
+        // Its next incarnation speaks for itself again.
+        teach(
+            &mut other,
+            t0,
+            dead,
+            dead,
+            state(4, 1, &[(AppStateKey::Status, "NORMAL", 1)]),
+        );
+        assert_eq!(
+            other.endpoint_state(&dead).expect("known").status(),
+            Some(NodeStatus::Normal)
+        );
+        assert!(other.is_alive(&dead));
+        assert!(
+            other.set_peer_status(dead, NodeStatus::Left).is_err(),
+            "alive: refused"
         );
     }
 

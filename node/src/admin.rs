@@ -53,7 +53,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::decommission::{Decommission, DecommissionError};
+use crate::decommission::{ChangeError, ChangeReport, RingChange};
 use crate::repair::{RepairError, RepairOptions, RepairReport, RepairService};
 
 /// Connections served at once.
@@ -130,7 +130,16 @@ pub const ROUTES: &[Route] = &[
         path: "/decommission",
         handler: decommission,
         about: "stream this node's ranges to their new owners, hand over its hints, leave the \
-                ring and stop; answers with the summary once done",
+                ring and stop; streams newline-delimited JSON reports, the last one with \
+                \"finished\": true",
+    },
+    Route {
+        method: "POST",
+        path: "/removenode",
+        handler: removenode,
+        about: "re-replicate the ranges of a dead node from the surviving replicas and take it \
+                off the ring (?host_id=UUID); streams newline-delimited JSON reports like \
+                /decommission",
     },
 ];
 
@@ -160,8 +169,9 @@ pub struct AdminContext {
     pub node: NodeInfo,
     /// Repair sessions.
     pub repair: Arc<RepairService>,
-    /// Leaving the ring (`None`: a node without gossip, which cannot leave).
-    pub decommission: Option<Arc<Decommission>>,
+    /// Decommission and removenode (`None`: a node without gossip, which has no ring to
+    /// change).
+    pub ring: Option<Arc<RingChange>>,
 }
 
 /// Decoded query parameters, in order.
@@ -355,24 +365,52 @@ fn decommission(
         if let Err(e) = request.query.only(&[]) {
             return error(StatusCode::BAD_REQUEST, &e);
         }
-        let Some(decommission) = &ctx.decommission else {
+        let Some(ring) = &ctx.ring else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this node is not part of a cluster it could leave",
             );
         };
-        match decommission.run().await {
-            Ok(report) => json(StatusCode::OK, &report),
-            Err(e) => {
-                let status = match &e {
-                    DecommissionError::Busy(_) => StatusCode::CONFLICT,
-                    DecommissionError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    DecommissionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                };
-                error(status, &e.to_string())
-            }
-        }
+        change_response(ring.start_decommission())
     })
+}
+
+fn removenode(ctx: Arc<AdminContext>, request: AdminRequest) -> BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        if let Err(e) = request.query.only(&["host_id"]) {
+            return error(StatusCode::BAD_REQUEST, &e);
+        }
+        let Some(target) = request.query.get("host_id") else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "host_id=UUID names the dead node to remove",
+            );
+        };
+        let Some(ring) = &ctx.ring else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node is not part of a cluster: it has no ring to remove a node from",
+            );
+        };
+        change_response(ring.start_removenode(target))
+    })
+}
+
+/// The answer to a ring change: its reports as they come, or why it did not start.
+fn change_response(started: Result<watch::Receiver<ChangeReport>, ChangeError>) -> Response<Body> {
+    match started {
+        Ok(reports) => {
+            let body = StreamBody::new(progress_lines(reports)).boxed_unsync();
+            respond(StatusCode::OK, "application/x-ndjson", body)
+        }
+        Err(e) => {
+            let status = match &e {
+                ChangeError::Busy(_) => StatusCode::CONFLICT,
+                ChangeError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            error(status, &e.to_string())
+        }
+    }
 }
 
 fn repair_status(
@@ -430,10 +468,28 @@ fn repair_start(
     })
 }
 
+/// A report that says when the work it follows is over.
+pub trait Finished: Serialize + Clone + Send + Sync + 'static {
+    /// Whether this is the last report.
+    fn finished(&self) -> bool;
+}
+
+impl Finished for RepairReport {
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+impl Finished for ChangeReport {
+    fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
 /// The reports of a session as JSON lines: the current one at once, then one per change (or
 /// every [`PROGRESS_INTERVAL`]), ending after the finished one.
-fn progress_lines(
-    reports: watch::Receiver<RepairReport>,
+fn progress_lines<R: Finished>(
+    reports: watch::Receiver<R>,
 ) -> impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + 'static {
     futures::stream::unfold(
         (reports, true, false),
@@ -454,7 +510,7 @@ fn progress_lines(
             line.push(b'\n');
             // A closed channel with an unfinished report cannot happen (the session marks its
             // report finished however it ends), but must not make the stream spin.
-            let finished = report.finished || reports.has_changed().is_err();
+            let finished = report.finished() || reports.has_changed().is_err();
             Some((
                 Ok(Frame::data(Bytes::from(line))),
                 (reports, false, finished),
@@ -470,7 +526,7 @@ pub async fn start(
     host_id: uuid::Uuid,
     native_address: SocketAddr,
     repair: Arc<RepairService>,
-    decommission: Arc<Decommission>,
+    ring: Arc<RingChange>,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if config.admin_port == 0 {
@@ -501,7 +557,7 @@ pub async fn start(
             release_version: crate::server::RELEASE_VERSION.to_string(),
         },
         repair,
-        decommission: Some(decommission),
+        ring: Some(ring),
     });
     tracing::info!(%addr, "admin API at http://{addr}/");
     Some(tokio::spawn(serve(listener, ctx, shutdown.clone())))
@@ -778,7 +834,7 @@ mod tests {
                 release_version: crate::server::RELEASE_VERSION.into(),
             },
             repair,
-            decommission: None,
+            ring: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

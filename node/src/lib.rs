@@ -33,6 +33,7 @@ pub mod hints;
 pub mod join;
 pub mod membership;
 pub mod metrics;
+pub mod removenode;
 pub mod repair;
 pub mod replica;
 pub mod schema;

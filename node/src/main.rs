@@ -80,6 +80,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove a dead node from the ring: a live node copies the dead one's ranges from the
+    /// surviving replicas to their new owners, then takes it off the ring (like `nodetool
+    /// removenode`). Do not restart the removed node on its old data directory.
+    Removenode {
+        /// The live node that runs the removal: its admin API as HOST or HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:7199")]
+        host: String,
+        /// The dead node's host id (`ringdb status` shows it).
+        host_id: String,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +215,14 @@ fn main() -> ExitCode {
         Command::Decommission { host, json } => {
             exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::cli(&host, json))))
         }
+        Command::Removenode {
+            host,
+            host_id,
+            json,
+        } => exit(
+            runtime()
+                .and_then(|rt| rt.block_on(ringdb_node::removenode::cli(&host, &host_id, json))),
+        ),
         Command::Repair(args) => {
             match runtime().and_then(|rt| rt.block_on(ringdb_node::repair::cli::run(args))) {
                 Ok(code) => code,

@@ -35,7 +35,7 @@
 //! | `ringdb_hints_replayed_total` | counter | — (hints delivered to their target and deleted) |
 //! | `ringdb_hints_dropped_total` | counter | `reason` (full, storage, corrupt, window: target down too long, disabled, expired: older than gc_grace_seconds, target_left) |
 //! | `ringdb_hints_pending` | gauge | `target` (host id): hints this node holds for it |
-//! | `ringdb_streamed_partitions_total` | counter | `direction` (in: received while bootstrapping, out: sent while decommissioning) |
+//! | `ringdb_streamed_partitions_total` | counter | `direction` (in: received while bootstrapping, out: sent while decommissioning, relay: copied between others by a removenode run here) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -193,6 +193,6 @@ fn describe() {
     describe_gauge!(HINTS_PENDING, "Hints this node holds, by target host id");
     describe_counter!(
         STREAMED_PARTITIONS,
-        "Partitions streamed while joining (in) or leaving (out) the ring"
+        "Partitions streamed while joining (in), leaving (out) or removing a dead node (relay)"
     );
 }

@@ -153,6 +153,9 @@ pub trait SchemaVerbs: Send + Sync + 'static {
     fn handle<'a>(&'a self, request: VerbRequest) -> futures::future::BoxFuture<'a, VerbResponse>;
 }
 
+/// Mutations a replica applies on the calling task at most; more go to the blocking pool.
+pub const INLINE_APPLY: usize = 16;
+
 /// This node as a replica: its engine, commit policy, schema and clock.
 pub struct Replica {
     engine: Arc<dyn Engine>,
@@ -226,7 +229,9 @@ impl Replica {
         }
     }
 
-    /// Applies mutations and waits until they are durable.
+    /// Applies mutations and waits until they are durable. A large batch (streaming, hint
+    /// replay) is applied on the blocking pool, so that it never holds up the tasks that share
+    /// the runtime (gossip heartbeats among them).
     pub async fn apply(&self, mutations: &[Mutation]) -> Result<(), ReplicaError> {
         for m in mutations {
             self.check_table(m.table)?;
@@ -235,7 +240,18 @@ impl Replica {
             if let Some(ts) = max_timestamp(m) {
                 self.clock.observe(ts);
             }
-            self.engine.apply(m).map_err(storage_error)?;
+        }
+        if mutations.len() > INLINE_APPLY {
+            let engine = self.engine.clone();
+            let batch = mutations.to_vec();
+            tokio::task::spawn_blocking(move || batch.iter().try_for_each(|m| engine.apply(m)))
+                .await
+                .map_err(|e| ReplicaError::Storage(format!("apply task failed: {e}")))?
+                .map_err(storage_error)?;
+        } else {
+            for m in mutations {
+                self.engine.apply(m).map_err(storage_error)?;
+            }
         }
         self.commit
             .wait_durable()

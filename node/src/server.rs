@@ -316,7 +316,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         tracing::info!("bootstrapped: joined the ring");
     }
     let (exit_tx, exit) = watch::channel(false);
-    let decommission = crate::decommission::Decommission::new(
+    let ring_change = crate::decommission::RingChange::new(
         coordinator.clone(),
         membership.membership.clone(),
         engine.clone(),
@@ -328,7 +328,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         identity.host_id,
         cql_addr,
         repair,
-        decommission,
+        ring_change,
         &shutdown_rx,
     );
     tasks.extend(admin.await);
@@ -396,13 +396,16 @@ async fn bootstrap(
     tokio::time::sleep(settle).await;
     let started = std::time::Instant::now();
     let stats = coordinator
-        .bootstrap()
+        .bootstrap(&|_| {})
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+    let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         ranges = stats.ranges,
         partitions = stats.partitions,
-        took = ?started.elapsed(),
+        bytes = stats.bytes,
+        seconds,
+        mib_per_second = stats.bytes as f64 / (1u64 << 20) as f64 / seconds.max(1e-9),
         "bootstrap streaming done"
     );
     Ok(())

@@ -53,27 +53,6 @@ fn options() -> Result<Options> {
     Ok(o)
 }
 
-fn machine() -> String {
-    let uname = std::process::Command::new("uname")
-        .arg("-m")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| std::env::consts::ARCH.to_string());
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default();
-    format!("{uname}, {cpus} CPUs (nproc) {model}")
-}
-
 /// The median of sorted durations (the mean of the middle two for an even count).
 fn median(sorted: &[Duration]) -> Duration {
     let n = sorted.len();
@@ -117,7 +96,7 @@ fn measure(guard: &TestCluster, o: &Options) -> Result<()> {
         "membership bench: {} nodes up in {}; machine: {}; config overrides: {:?}",
         o.nodes,
         ms(started.elapsed()),
-        machine(),
+        ringdb_tests::machine(),
         o.sets
     );
     let victims: Vec<String> = guard

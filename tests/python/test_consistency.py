@@ -132,21 +132,23 @@ def batch(first: int, n: int, tag: str) -> dict[int, str]:
 
 
 class BackgroundWrites:
-    """A client writing rows k = FIRST, FIRST+1, ... at QUORUM through nodes 1-3 (its own pinned
-    session, about 100 writes a second) until the `with` block ends: `acked` holds the
-    acknowledged rows, `failures` the errors. For showing nothing is lost while the ring
-    changes."""
+    """A client writing rows k = FIRST, FIRST+1, ... at CL (default QUORUM) through NODES
+    (default 1-3; its own pinned session, about 100 writes a second) until the `with` block ends:
+    `acked` holds the acknowledged rows, `failures` the errors. For showing nothing is lost while
+    the ring changes."""
 
-    def __init__(self, cluster, first: int, tag: str, limit: int = 10 * ROWS):
+    def __init__(self, cluster, first: int, tag: str, limit: int = 10 * ROWS,
+                 nodes=(1, 2, 3), cl: int = CL.QUORUM):
         self.cluster, self.first, self.tag, self.limit = cluster, first, tag, limit
+        self.nodes, self.cl = tuple(nodes), cl
         self.acked: dict[int, str] = {}
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
-        s = self.cluster.session(1, 2, 3, pinned=True)
-        insert = prepared(s, f"INSERT INTO {KS}.{TABLE} (k, v) VALUES (?, ?)", CL.QUORUM)
+        s = self.cluster.session(*self.nodes, pinned=True)
+        insert = prepared(s, f"INSERT INTO {KS}.{TABLE} (k, v) VALUES (?, ?)", self.cl)
         for k in range(self.first, self.first + self.limit):
             if self._stop.is_set():
                 return

@@ -176,6 +176,23 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         timeout: u64,
     },
+    /// Decommission a running node: it streams its ranges to the nodes taking them over, leaves
+    /// the ring and stops; it is then taken out of the cluster (its folder moves to DIR/gone).
+    Decommission {
+        #[command(flatten)]
+        target: Target,
+        node: String,
+    },
+    /// Remove a dead (killed or stopped) node from the ring: another node copies its ranges
+    /// from the surviving replicas to their new owners; it is then taken out of the cluster.
+    Removenode {
+        #[command(flatten)]
+        target: Target,
+        node: String,
+        /// The running node that runs the removal (default: the first one).
+        #[arg(long)]
+        via: Option<String>,
+    },
     /// Kill every node and delete the cluster's folder.
     Remove {
         #[command(flatten)]
@@ -303,6 +320,18 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ClusterCommand::Decommission { target, node } => {
+            let cluster = open(&target, false)?;
+            let report = cluster.decommission_node(&node).await?;
+            print_change(&cluster, &node, "left", &report);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Removenode { target, node, via } => {
+            let cluster = open(&target, false)?;
+            let report = cluster.removenode(&node, via.as_deref()).await?;
+            print_change(&cluster, &node, "was removed from", &report);
+            Ok(ExitCode::SUCCESS)
+        }
         ClusterCommand::Remove { target } => {
             let cluster = open(&target, false)?;
             let name = cluster.name();
@@ -339,6 +368,23 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One line on what a decommission or removenode did.
+fn print_change(
+    cluster: &Cluster,
+    node: &str,
+    what: &str,
+    report: &crate::decommission::ChangeReport,
+) {
+    println!(
+        "{node} {what} cluster {}: {} ranges streamed ({} partitions, {}) in {:.1}s",
+        cluster.name(),
+        report.stream.ranges,
+        report.stream.partitions,
+        crate::repair::cli::human_bytes(report.stream.bytes),
+        report.seconds
+    );
 }
 
 fn progress() -> super::Progress {
@@ -602,8 +648,15 @@ mod tests {
         for cmd in ["stop", "status", "remove", "restart"] {
             parse(&[cmd, "c1"]);
         }
-        for cmd in ["pause", "resume"] {
+        for cmd in ["pause", "resume", "decommission"] {
             parse(&[cmd, "c1", "node1"]);
+        }
+        match parse(&["removenode", "c1", "node4", "--via", "node2"]) {
+            ClusterCommand::Removenode { node, via, .. } => {
+                assert_eq!(node, "node4");
+                assert_eq!(via.as_deref(), Some("node2"));
+            }
+            other => panic!("{other:?}"),
         }
     }
 

@@ -551,7 +551,7 @@ impl Cluster {
         })
     }
 
-    fn alive_pid(&self, name: &str, hint: &str) -> Result<u32, ClusterError> {
+    pub(super) fn alive_pid(&self, name: &str, hint: &str) -> Result<u32, ClusterError> {
         let entry = self.entry(name)?;
         let state = self.state_of(&entry);
         match (state.is_alive(), entry.pid) {
@@ -579,7 +579,7 @@ impl Cluster {
         })
     }
 
-    async fn wait_state_async(
+    pub(super) async fn wait_state_async(
         &self,
         name: &str,
         done: impl Fn(ProcessState) -> bool,

@@ -15,6 +15,7 @@
 //! DIR/nodeK/certs/            nodeK.crt, nodeK.key (issued for its address), ca.crt
 //! DIR/nodeK/data/             its data_dir
 //! DIR/nodeK/node.log          its stdout and stderr, appended across starts
+//! DIR/gone/nodeK-<secs>/      the folder of a node that left the ring (decommission, removenode)
 //! ```
 //!
 //! Every node listens on an address of its own (`nodeK` on `base_ip + K - 1`, 127.0.0.1 upward by
@@ -41,6 +42,7 @@
 //! - [`process`]: spawning detached node processes, their state from `/proc`, signals;
 //! - [`probe`]: a node's view over CQL and the convergence rule;
 //! - `lifecycle`: start, stop, kill, pause, resume and the bounded waits;
+//! - `shrink`: decommission and removenode through the nodes' admin API;
 //! - [`cli`]: `ringdb cluster …`.
 
 pub mod cli;
@@ -48,6 +50,7 @@ mod lifecycle;
 pub mod manifest;
 pub mod probe;
 pub mod process;
+mod shrink;
 pub mod spec;
 
 use std::collections::HashMap;

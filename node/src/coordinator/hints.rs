@@ -8,9 +8,10 @@
 //! background and change no answer, except at `ANY`: a write at `ANY` with no replica alive is
 //! acknowledged once a hint for one of its replicas is durable.
 //!
-//! [`run_hint_replay`] looks every [`HINT_REPLAY_INTERVAL`] for targets with hints that gossip
-//! says are up and sends them their hints, oldest first, one at a time, at most
-//! `hinted_handoff_throttle` bytes per second, deleting each once the target applied it. A
+//! [`run_hint_replay`] looks every [`HINT_REPLAY_INTERVAL`], and at once when a node comes up,
+//! for targets with hints that gossip says are up and sends them their hints, oldest first, the mutations of consecutive hints
+//! together in verbs of up to [`REPLAY_BATCH_BYTES`], at most `hinted_handoff_throttle` bytes per
+//! second, deleting hints only once the target applied the verb that carried them. A
 //! failure stops that target until the next round; a restart of either side resumes from the
 //! oldest hint left. Mutations of tables dropped since, or older than their table's
 //! `gc_grace_seconds` (their tombstones may be gone on the target, so replaying them could bring
@@ -39,7 +40,11 @@ pub const HINT_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
 pub const HINT_ORPHAN_AFTER: Duration = Duration::from_secs(600);
 
 /// Hints read from the store at once during replay.
-const REPLAY_PAGE: usize = 16;
+const REPLAY_PAGE: usize = 128;
+
+/// Bytes of hints (as stored) sent to a target in one verb during replay, at most: a batch
+/// closes once it reaches this, so one is never much larger.
+pub const REPLAY_BATCH_BYTES: u64 = 256 << 10;
 
 /// What one replay round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,12 +59,18 @@ pub struct HintRound {
 
 impl Coordinator {
     /// Whether a hint may still be written for `host`: hinted handoff is on, the host is
-    /// another node, and it has been down for less than the hint window.
+    /// another node, it has been down for less than the hint window, and it is not a dead node
+    /// being removed from the ring (its ranges go to other replicas, which get the writes).
     pub(super) fn hint_allowed(&self, host: &HostId) -> bool {
         let config = self.hints.config();
-        config.enabled
-            && *host != self.config.local
-            && self.down_since(host).elapsed() <= config.window
+        if !config.enabled || *host == self.config.local {
+            return false;
+        }
+        let state = self.state();
+        if state.placement.key().is_leaving(host) && !state.is_alive(host) {
+            return false;
+        }
+        self.down_since(host).elapsed() <= config.window
     }
 
     /// When this node last saw `host` go down (or started, if it never saw it up).
@@ -153,42 +164,74 @@ impl Coordinator {
             if page.is_empty() {
                 return Ok(());
             }
-            for hint in page {
-                after = Some(hint.key.clone());
-                let mutations = self.worth_replaying(&hint);
-                if mutations.is_empty() {
+            after = page.last().map(|h| h.key.clone());
+            // Live mutations of consecutive hints go in one verb of at most REPLAY_BATCH_BYTES
+            // (last-write-wins makes their order irrelevant); those hints are deleted once the
+            // target applied them all.
+            let mut batch: Vec<&Hint> = Vec::new();
+            let mut mutations = Vec::new();
+            let mut bytes = 0;
+            for (i, hint) in page.iter().enumerate() {
+                let live = self.worth_replaying(hint);
+                if live.is_empty() {
                     metrics::counter!(m::HINTS_DROPPED, "reason" => "expired").increment(1);
                     self.hints
-                        .remove(&target, &hint)
+                        .remove(&target, hint)
                         .map_err(|e| e.to_string())?;
                     round.expired += 1;
-                    continue;
+                } else {
+                    mutations.extend(live);
+                    batch.push(hint);
+                    bytes += hint.size;
                 }
-                let started = Instant::now();
-                let mut answers = self.dispatch(
-                    state,
-                    &[target],
-                    VerbRequest::Mutate { mutations },
-                    self.config.write_timeout,
-                );
-                match answers.recv().await {
-                    Some((_, Ok(VerbResponse::Applied))) => {
-                        self.hints
-                            .remove(&target, &hint)
-                            .map_err(|e| e.to_string())?;
-                        metrics::counter!(m::HINTS_REPLAYED).increment(1);
-                        round.replayed += 1;
-                    }
-                    Some((_, Ok(other))) => return Err(format!("target answered {other:?}")),
-                    Some((_, Err(e))) => return Err(e),
-                    None => return Err("no answer".into()),
-                }
-                if throttle > 0 {
-                    let budget = Duration::from_secs_f64(hint.size as f64 / throttle as f64);
-                    tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
+                let last = i + 1 == page.len();
+                if !batch.is_empty() && (bytes >= REPLAY_BATCH_BYTES || last) {
+                    let sent = std::mem::take(&mut mutations);
+                    self.deliver_hints(state, target, &batch, sent, bytes, throttle)
+                        .await?;
+                    round.replayed += batch.len() as u64;
+                    batch.clear();
+                    bytes = 0;
                 }
             }
         }
+    }
+
+    /// Sends the mutations of `hints` to `target` in one verb, deletes the hints once it applied
+    /// them, then waits out the throttle's share of their `bytes`.
+    async fn deliver_hints(
+        &self,
+        state: &ClusterState,
+        target: HostId,
+        hints: &[&Hint],
+        mutations: Vec<Mutation>,
+        bytes: u64,
+        throttle: u64,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let mut answers = self.dispatch(
+            state,
+            &[target],
+            VerbRequest::Mutate { mutations },
+            self.config.write_timeout,
+        );
+        match answers.recv().await {
+            Some((_, Ok(VerbResponse::Applied))) => {}
+            Some((_, Ok(other))) => return Err(format!("target answered {other:?}")),
+            Some((_, Err(e))) => return Err(e),
+            None => return Err("no answer".into()),
+        }
+        for hint in hints {
+            self.hints
+                .remove(&target, hint)
+                .map_err(|e| e.to_string())?;
+        }
+        metrics::counter!(m::HINTS_REPLAYED).increment(hints.len() as u64);
+        if throttle > 0 {
+            let budget = Duration::from_secs_f64(bytes as f64 / throttle as f64);
+            tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
+        }
+        Ok(())
     }
 
     /// The mutations of `hint` still worth replaying: of tables that exist, and younger than
@@ -213,26 +256,38 @@ impl Coordinator {
     }
 }
 
-/// Replays hints every [`HINT_REPLAY_INTERVAL`] until `shutdown` turns true; `throttle` is
+/// Replays hints every [`HINT_REPLAY_INTERVAL`], and as soon as a node comes up, until
+/// `shutdown` turns true; `throttle` is
 /// `hinted_handoff_throttle` (bytes per second per target, 0: unthrottled).
 pub async fn run_hint_replay(
     coordinator: Arc<Coordinator>,
     throttle: u64,
     shutdown: watch::Receiver<bool>,
 ) {
-    let orphans = tokio::sync::Mutex::new(HashMap::new());
-    crate::server::every(HINT_REPLAY_INTERVAL, shutdown, || async {
-        let mut orphans = orphans.lock().await;
-        let round = coordinator.replay_hints_round(&mut orphans, throttle).await;
-        if round.replayed > 0 || round.expired > 0 {
-            tracing::info!(
-                replayed = round.replayed,
-                expired = round.expired,
-                "hints replayed"
-            );
+    let mut orphans = HashMap::new();
+    let mut ticker = tokio::time::interval(HINT_REPLAY_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = shutdown;
+    loop {
+        // A round every interval, and one as soon as some node comes up.
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = coordinator.hint_wake.notified() => {}
+            _ = crate::server::stopping(&mut shutdown) => return,
         }
-    })
-    .await;
+        tokio::select! {
+            round = coordinator.replay_hints_round(&mut orphans, throttle) => {
+                if round.replayed > 0 || round.expired > 0 {
+                    tracing::info!(
+                        replayed = round.replayed,
+                        expired = round.expired,
+                        "hints replayed"
+                    );
+                }
+            }
+            _ = crate::server::stopping(&mut shutdown) => return,
+        }
+    }
 }
 
 #[cfg(test)]

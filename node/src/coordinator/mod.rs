@@ -114,6 +114,8 @@ pub struct Coordinator {
     down_since: Mutex<HashMap<HostId, Instant>>,
     /// When this coordinator started (the hint window of hosts never seen up counts from here).
     started: Instant,
+    /// Woken when a host comes up, so that its hints go at once rather than at the next round.
+    hint_wake: tokio::sync::Notify,
     /// This coordinator, for background work that outlives a request (batchlog removal).
     me: Weak<Coordinator>,
 }
@@ -151,6 +153,7 @@ impl Coordinator {
             hints,
             down_since: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            hint_wake: tokio::sync::Notify::new(),
             me: me.clone(),
         })
     }
@@ -197,6 +200,9 @@ impl Coordinator {
                     transport.reset_backoff(addr);
                 }
             }
+        }
+        if next.alive.difference(&previous.alive).next().is_some() {
+            self.hint_wake.notify_one();
         }
         if !Arc::ptr_eq(&next.placement, &previous.placement) {
             let ring = next.placement.ring();
@@ -347,22 +353,47 @@ async fn remote_call(
     timeout: Duration,
 ) -> Result<VerbResponse, String> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut retried = false;
+    let mut attempts = 0;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match transport
+        let error = match transport
             .request(addr, Channel::Verb, body.clone(), left)
             .await
         {
             Ok(bytes) => return verbs::decode(&bytes),
-            // A connection that closed under the request (typically: the peer restarted and the
-            // transport dropped the connections of its old incarnation) says nothing about the
-            // peer now; every verb is idempotent (last-write-wins), so try once more.
-            Err(TransportError::ConnectionLost { .. }) if !retried => retried = true,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => e,
+        };
+        attempts += 1;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // The coordinator sends only to replicas it believes alive, so a failure that says
+        // nothing about the peer now is worth another try while time is left (every verb is
+        // idempotent: last-write-wins): a connection that closed under the request (typically
+        // the peer restarted and the transport dropped its old incarnation's connections), a
+        // dial that failed or a back-off that began just before the peer came back, a peer
+        // whose inbound queue was full for a moment.
+        let wait = match &error {
+            TransportError::ConnectionLost { .. } | TransportError::Connect { .. } => {
+                Some(Duration::ZERO)
+            }
+            TransportError::Unreachable { retry_in, .. } => Some(*retry_in),
+            TransportError::Overloaded { .. } => Some(RETRY_OVERLOADED_AFTER * attempts),
+            _ => None,
+        };
+        match wait {
+            Some(wait) if attempts < REMOTE_ATTEMPTS && wait < left / 2 => {
+                tokio::time::sleep(wait).await;
+            }
+            _ => return Err(error.to_string()),
         }
     }
 }
+
+/// Most attempts at one internode request that fails transiently ([`remote_call`]).
+const REMOTE_ATTEMPTS: u32 = 4;
+
+/// How long a request to an overloaded peer waits before its next attempt, times the attempts
+/// made.
+const RETRY_OVERLOADED_AFTER: Duration = Duration::from_millis(20);
 
 /// Parses a protocol consistency code.
 fn consistency_level(code: u16) -> Result<ConsistencyLevel, ExecError> {

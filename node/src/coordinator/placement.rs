@@ -103,6 +103,11 @@ impl RingKey {
         }
     }
 
+    /// Whether `host` is leaving the ring (decommission, or removal of a dead node).
+    pub fn is_leaving(&self, host: &HostId) -> bool {
+        self.leaving.contains(host)
+    }
+
     /// Whether some node is joining or leaving (the ring is about to change).
     pub fn is_changing(&self) -> bool {
         !self.joining.is_empty() || !self.leaving.is_empty()

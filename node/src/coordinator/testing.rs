@@ -73,6 +73,7 @@ pub struct TestCluster {
     /// The nodes, in the order of the racks given to [`TestCluster::start`].
     pub nodes: Vec<TestNode>,
     alive: Vec<bool>,
+    statuses: Vec<&'static str>,
     _shutdown: watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -154,6 +155,7 @@ impl TestCluster {
         }
         let cluster = TestCluster {
             alive: vec![true; nodes.len()],
+            statuses: vec!["NORMAL"; nodes.len()],
             nodes,
             _shutdown: shutdown,
             _dir: dir,
@@ -165,6 +167,12 @@ impl TestCluster {
     /// Tells every coordinator the ring with node `i` up (`true`) or down.
     pub fn set_alive(&mut self, i: usize, alive: bool) {
         self.alive[i] = alive;
+        self.publish();
+    }
+
+    /// Tells every coordinator that node `i` gossips `status` (`NORMAL`, `LEAVING`, `LEFT`…).
+    pub fn set_status(&mut self, i: usize, status: &'static str) {
+        self.statuses[i] = status;
         self.publish();
     }
 
@@ -195,7 +203,19 @@ impl TestCluster {
                 alive,
             })
             .collect();
-        view_of(local, &nodes)
+        let mut view = view_of(local, &nodes);
+        for (node, status) in self.nodes.iter().zip(&self.statuses) {
+            if let Some(ev) = view.endpoints.get_mut(&GossipEndpoint(node.addr)) {
+                ev.state.app_states.insert(
+                    AppStateKey::Status,
+                    VersionedValue {
+                        value: status.to_string(),
+                        version: 2,
+                    },
+                );
+            }
+        }
+        view
     }
 
     /// Creates keyspace `ks` (SimpleStrategy, `rf`) and the table of `table_cql` on node 0

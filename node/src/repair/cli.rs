@@ -142,8 +142,8 @@ pub async fn run(args: RepairArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Bytes in binary units.
-fn human_bytes(bytes: u64) -> String {
+/// Bytes in binary units: `1.5 MiB` and the like.
+pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
