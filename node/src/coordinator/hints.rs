@@ -372,6 +372,48 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leaving_node_hands_its_hints_to_their_target_or_to_a_live_node() {
+        let mut cluster = TestCluster::start(&["r1", "r2", "r3", "r4"], TIMEOUT).await;
+        let table = cluster.create_table(3, TABLE);
+        // Node 0 holds hints for node 2 (down) and for node 3 (back up when node 0 leaves).
+        cluster.set_alive(2, false);
+        cluster.set_alive(3, false);
+        let hints = cluster.nodes[0].coordinator.hints().clone();
+        for k in 0..3 {
+            for target in [2, 3] {
+                hints
+                    .store(
+                        cluster.nodes[target].host,
+                        &[insert(&table, k, "handed", 10)],
+                    )
+                    .await
+                    .expect("store a hint");
+            }
+        }
+        cluster.set_alive(3, true);
+
+        let handed = cluster.nodes[0]
+            .coordinator
+            .hand_off_hints()
+            .await
+            .expect("hand off");
+        assert_eq!(handed, 6);
+        assert_eq!(pending(&cluster, 0, 2), 0);
+        assert_eq!(pending(&cluster, 0, 3), 0);
+        // Node 3 is up: it got its writes directly.
+        for k in 0..3 {
+            assert_eq!(
+                value_of(&*cluster.nodes[3].engine, &table, k).as_deref(),
+                Some("handed")
+            );
+        }
+        // Node 2 is down: a live node keeps its hints now, to replay them when it is back.
+        let kept: u64 = [1, 3].iter().map(|&n| pending(&cluster, n, 2)).sum();
+        assert_eq!(kept, 3, "node 2's hints are kept by another live node");
+        assert!((0..3).all(|k| value_of(&*cluster.nodes[2].engine, &table, k).is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replica_that_never_answers_gets_a_hint_after_the_timeout() {
         let cluster = TestCluster::start(&["r1", "r2", "r3"], TIMEOUT).await;
         let table = cluster.create_table(3, TABLE);

@@ -119,6 +119,7 @@ impl TestCluster {
             )
             .expect("hint store");
             let replica = Replica::new(engine.clone(), commit, schema.clone(), clock);
+            replica.set_hints(hints.clone());
             let host = host_id(uuid::Uuid::from_u128(0x1000 + i as u128));
             let coordinator = Coordinator::new(
                 replica.clone(),
