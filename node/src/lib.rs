@@ -28,6 +28,7 @@ pub mod config;
 pub mod coordinator;
 pub mod cql_server;
 pub mod decommission;
+pub mod demo;
 pub mod executor;
 pub mod hints;
 pub mod join;

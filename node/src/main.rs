@@ -36,14 +36,21 @@ enum Command {
     },
     /// Open the CQL shell (speaks the native protocol v4: works against Cassandra too).
     Shell(ShellCli),
-    /// Start a throw-away local node with the shell attached; leaving the shell stops it.
+    /// Start a throw-away local cluster (3 nodes; 3 + 3 with --dcs 2) with a sample keyspace and
+    /// the shell attached to node1; leaving the shell stops and removes the cluster.
     Demo {
-        /// Keep the demo's data directory instead of removing it.
+        /// Nodes per datacenter.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Datacenters (1 or 2).
+        #[arg(long, default_value_t = 1)]
+        dcs: usize,
+        /// node1's address; nodeK gets the K-th address from there (loopback).
+        #[arg(long, default_value = "127.0.0.1")]
+        base_ip: std::net::Ipv4Addr,
+        /// Leave the cluster running (and its folder) when the shell exits.
         #[arg(long)]
         keep: bool,
-        /// CQL port for the demo node (0: pick a free one).
-        #[arg(long, default_value_t = 9042)]
-        port: u16,
     },
     /// Run a local multi-node cluster: create, start, stop, kill, pause, status (like ccm).
     #[command(subcommand)]
@@ -198,7 +205,12 @@ fn main() -> ExitCode {
             let status = runtime.block_on(ringdb_cql::shell::run(args));
             ExitCode::from(status.clamp(0, 255) as u8)
         }
-        Command::Demo { keep, port } => exit(run_demo(keep, port)),
+        Command::Demo {
+            nodes,
+            dcs,
+            base_ip,
+            keep,
+        } => exit(run_demo(nodes, dcs, base_ip, keep)),
         Command::Cluster(cmd) => {
             match runtime().and_then(|rt| rt.block_on(ringdb_node::cluster::cli::run(cmd))) {
                 Ok(code) => code,
@@ -336,53 +348,23 @@ fn run_status(host: &str, keyspace: Option<&str>, json: bool, timeout: u64) -> a
     Ok(())
 }
 
-fn run_demo(keep: bool, port: u16) -> anyhow::Result<()> {
+fn run_demo(
+    nodes: usize,
+    dcs: usize,
+    base_ip: std::net::Ipv4Addr,
+    keep: bool,
+) -> anyhow::Result<()> {
     init_logging("warn");
-    let dir = tempfile_dir()?;
-    let dir_display = dir.clone();
-    let config = Config {
-        data_dir: dir.join("data"),
-        native_transport_port: port,
-        storage_port: 0,
-        prometheus_port: 0,
-        cluster_name: "ringdb demo".to_string(),
-        ..Config::default()
-    };
-    let runtime = runtime()?;
-    let result = runtime.block_on(async move {
-        let node = server::start(
-            config,
-            server::StartOptions {
-                install_metrics: false,
-            },
-        )
-        .await
-        .context("starting the demo node (is port 9042 taken? try --port 0)")?;
-        let addr = node.cql_addr();
-        println!(
-            "ringdb demo: a single node is serving CQL on {addr}; data in {}",
-            dir.display()
-        );
-        println!("Leave the shell (EXIT or Ctrl-D) to stop it.\n");
-        let args = ringdb_cql::shell::ShellArgs::for_address(addr);
-        let status = ringdb_cql::shell::run(args).await;
-        node.shutdown().await;
-        anyhow::Ok(status)
-    });
-    if keep {
-        println!("demo data kept in {}", dir_display.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir_display);
-    }
-    let status = result?;
+    let binary = std::env::current_exe().context("finding the ringdb binary")?;
+    let status = runtime()?.block_on(ringdb_node::demo::run(ringdb_node::demo::DemoOptions {
+        nodes,
+        dcs,
+        base_ip,
+        keep,
+        binary,
+    }))?;
     if status != 0 {
         anyhow::bail!("the shell exited with status {status}");
     }
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("ringdb-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }
