@@ -86,12 +86,17 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<i32> {
         options.base_ip,
         dir.display()
     );
-    cluster.start(UP_TIMEOUT).await.with_context(|| {
-        format!(
-            "the demo cluster did not come up (another ringdb on {}? try --base-ip 127.0.1.1)",
-            options.base_ip
-        )
-    })?;
+    // Ctrl-C while the cluster starts ends the demo here, so that the cleanup still runs (the
+    // shell, later, handles Ctrl-C itself).
+    tokio::select! {
+        started = cluster.start(UP_TIMEOUT) => started.with_context(|| {
+            format!(
+                "the demo cluster did not come up (another ringdb on {}? try --base-ip 127.0.1.1)",
+                options.base_ip
+            )
+        })?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted while the cluster started"),
+    }
     let node1 = cluster.node("node1")?;
     let client = Client::connect(node1.cql_addr, ClientOptions::default())
         .await
