@@ -1020,6 +1020,60 @@ async fn block_peer_stops_traffic_and_unblock_restores_it() {
     .expect("b → a restored");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_delay_holds_what_arrives_from_the_peer() {
+    init_tracing();
+    let ca = Ca::new();
+    let (a, a_queues) = bind(&ca.issue("a")).await;
+    let (b, b_queues) = bind(&ca.issue("b")).await;
+    let _a_gossip = serve(a_queues.gossip);
+    let _a_verbs = serve(a_queues.verbs);
+    let mut b_gossip = serve(b_queues.gossip);
+    let _b_verbs = serve(b_queues.verbs);
+    request_until_ok(&a, b.local_addr(), b"warm").await;
+    let delay = Duration::from_millis(300);
+
+    // a delays what comes from b (every node here is 127.0.0.1): the answer to a's request
+    // waits on arrival.
+    a.set_peer_delay(b.local_addr().ip(), Some(delay));
+    assert_eq!(a.peer_delays(), vec![(b.local_addr().ip(), delay)]);
+    let started = tokio::time::Instant::now();
+    let answer = a
+        .request(
+            b.local_addr(),
+            Channel::Verb,
+            Bytes::from_static(b"slow"),
+            REQUEST,
+        )
+        .await
+        .expect("answer");
+    assert_eq!(answer, Bytes::from_static(b"reply:slow"));
+    assert!(
+        started.elapsed() >= delay,
+        "answer not held: {:?}",
+        started.elapsed()
+    );
+
+    // b delays what comes from a: a one-way message is delivered only after the delay.
+    b.set_peer_delay(a.local_addr().ip(), Some(delay));
+    let started = tokio::time::Instant::now();
+    a.send(b.local_addr(), Channel::Gossip, Bytes::from_static(b"late"));
+    assert_eq!(next(&mut b_gossip).await.body, Bytes::from_static(b"late"));
+    assert!(
+        started.elapsed() >= delay,
+        "message not held: {:?}",
+        started.elapsed()
+    );
+
+    a.set_peer_delay(b.local_addr().ip(), None);
+    b.set_peer_delay(a.local_addr().ip(), Some(Duration::ZERO));
+    assert!(a.peer_delays().is_empty() && b.peer_delays().is_empty());
+    assert_eq!(
+        request_until_ok(&a, b.local_addr(), b"fast").await,
+        Bytes::from_static(b"reply:fast")
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // hostile input
 

@@ -143,6 +143,9 @@ pub struct Config {
         serialize_with = "serialize_byte_size"
     )]
     pub hinted_handoff_throttle: u64,
+    /// Test clusters only: a file of injected faults (slow links, cut links, a deliberate bug)
+    /// that `ringdb cluster` writes and the node polls; unset (the default) in production.
+    pub fault_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -183,6 +186,7 @@ impl Default for Config {
             max_hints_size: 1 << 30,
             hinted_handoff_throttle: 1 << 20,
             stream_throughput_outbound: 0,
+            fault_file: None,
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod cql_server;
 pub mod decommission;
 pub mod demo;
 pub mod executor;
+pub mod faults;
 pub mod hints;
 pub mod join;
 pub mod membership;

@@ -277,6 +277,14 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         generation = membership.membership.generation(),
         "internode transport and gossip started"
     );
+    if let Some(path) = &config.fault_file {
+        tasks.push(tokio::spawn(crate::faults::watch_file(
+            path.clone(),
+            membership.transport.clone(),
+            coordinator.lose_writes(),
+            shutdown_rx.clone(),
+        )));
+    }
     if identity.tokens.is_none() {
         let engine_for_tokens = engine.clone();
         let local = membership.membership.local();

@@ -197,6 +197,7 @@ async fn serve_one_way(
         tracing::debug!(%from, ?kind, "unexpected frame on a unidirectional stream");
         return;
     };
+    shared.delay_from(from.ip()).await;
     if shared.is_blocked(from.ip()) {
         bump(&shared.counters.dropped_blocked, 1);
         return;
@@ -229,6 +230,7 @@ async fn serve_request(
     let answer = match read_inbound(&shared, from, &mut recv).await {
         Err(error) => Err(error),
         Ok((FrameKind::Request(channel), body)) => {
+            shared.delay_from(from.ip()).await;
             if shared.is_blocked(from.ip()) {
                 bump(&shared.counters.dropped_blocked, 1);
                 let _ = send.reset(quinn::VarInt::from_u32(STREAM_BLOCKED));

@@ -69,6 +69,9 @@
 //! [`Transport::block_peer`] simulates a partition from this node's point of view: connections
 //! to and from the address are closed, its handshakes are ignored (the dialer times out, as across
 //! a real partition), nothing is sent to it and nothing from it is delivered.
+//! [`Transport::set_peer_delay`] emulates a slow link: whatever arrives from the address waits
+//! the given time before it is delivered. `ringdb cluster` drives both through the node's fault
+//! file (`fault_file`, test clusters only).
 //!
 //! # Shutdown
 //!
@@ -429,6 +432,8 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<SocketAddr, Arc<Peer>>>,
     blocked: Mutex<HashSet<IpAddr>>,
+    /// Fault injection: extra latency on arrival of messages from these addresses.
+    delays: Mutex<HashMap<IpAddr, Duration>>,
     /// Accepted connections by `stable_id`, so that blocking a peer can close them.
     accepted: Mutex<HashMap<usize, quinn::Connection>>,
     counters: Counters,
@@ -443,6 +448,14 @@ impl Shared {
 
     fn is_blocked(&self, ip: IpAddr) -> bool {
         lock(&self.blocked).contains(&ip.to_canonical())
+    }
+
+    /// Waits out the injected latency for messages from `ip`, if any.
+    async fn delay_from(&self, ip: IpAddr) {
+        let delay = lock(&self.delays).get(&ip.to_canonical()).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// The peer's state, created on first use.
@@ -575,6 +588,7 @@ impl Transport {
             runtime: tokio::runtime::Handle::current(),
             peers: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashSet::new()),
+            delays: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             shutting_down,
@@ -687,9 +701,12 @@ impl Transport {
                 limit: shared.config.max_requests_in_flight,
             }
         })?;
-        match tokio::time::timeout(timeout, peer::exchange(shared, &state, &frame, body.len()))
-            .await
-        {
+        let exchange = async {
+            let answer = peer::exchange(shared, &state, &frame, body.len()).await;
+            shared.delay_from(peer.ip()).await;
+            answer
+        };
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout {
                 peer,
@@ -727,6 +744,35 @@ impl Transport {
             state.forget_backoff();
         }
         tracing::info!(%peer, "internode traffic with peer unblocked");
+    }
+
+    /// Fault injection (WAN emulation): every message that arrives from `peer` (any port at that
+    /// address) — one-way message, request or answer to our request — is held `delay` before it
+    /// is delivered; `None` or zero removes the delay. With the same delay set on both sides, a
+    /// request and its answer each take `delay` longer, so a round trip takes `2 × delay` more.
+    pub fn set_peer_delay(&self, peer: IpAddr, delay: Option<Duration>) {
+        let ip = peer.to_canonical();
+        let mut delays = lock(&self.shared.delays);
+        match delay.filter(|d| !d.is_zero()) {
+            Some(d) => {
+                if delays.insert(ip, d) != Some(d) {
+                    tracing::info!(%peer, delay_ms = d.as_millis() as u64, "internode messages from peer delayed");
+                }
+            }
+            None => {
+                if delays.remove(&ip).is_some() {
+                    tracing::info!(%peer, "internode delay from peer removed");
+                }
+            }
+        }
+    }
+
+    /// The injected delays, by peer address.
+    pub fn peer_delays(&self) -> Vec<(IpAddr, Duration)> {
+        lock(&self.shared.delays)
+            .iter()
+            .map(|(ip, d)| (*ip, *d))
+            .collect()
     }
 
     /// Forgets the back-off towards `peer`, so that the next message or request dials at once:

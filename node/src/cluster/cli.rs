@@ -12,6 +12,9 @@
 //! ringdb cluster resume  NAME NODE            (SIGCONT)
 //! ringdb cluster logs    NAME NODE [-n LINES] [--path]
 //! ringdb cluster add     NAME NODE [--dc DC] [--rack RACK] [--no-start] [--timeout SECS]
+//! ringdb cluster partition NAME GROUP / GROUP  (GROUP: nodes and datacenters, comma-separated)
+//! ringdb cluster delay   NAME GROUP / GROUP --ms MS
+//! ringdb cluster heal    NAME
 //! ringdb cluster remove  NAME
 //! ringdb cluster list
 //! ```
@@ -193,6 +196,33 @@ pub enum ClusterCommand {
         #[arg(long)]
         via: Option<String>,
     },
+    /// Cut the internode traffic between two groups of nodes, both ways (on top of earlier
+    /// cuts), e.g. `partition NAME node1,node2 / node3` or `partition NAME dc1 / dc2`. Uses the
+    /// packet filter (nftables) where it can, else the nodes' transport hook; says which.
+    Partition {
+        #[command(flatten)]
+        target: Target,
+        /// Two groups separated by `/`; a group is node and datacenter names, comma-separated.
+        #[arg(required = true, num_args = 1.., value_name = "GROUP / GROUP")]
+        groups: Vec<String>,
+    },
+    /// Make every internode message between two groups arrive MS later, each way (WAN
+    /// emulation), e.g. `delay NAME dc1 / dc2 --ms 50`; `--ms 0` removes it.
+    Delay {
+        #[command(flatten)]
+        target: Target,
+        /// Two groups separated by `/`.
+        #[arg(required = true, num_args = 1.., value_name = "GROUP / GROUP")]
+        groups: Vec<String>,
+        /// Milliseconds added each way.
+        #[arg(long)]
+        ms: u64,
+    },
+    /// Remove every partition and delay.
+    Heal {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Kill every node and delete the cluster's folder.
     Remove {
         #[command(flatten)]
@@ -332,6 +362,33 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             print_change(&cluster, &node, "was removed from", &report);
             Ok(ExitCode::SUCCESS)
         }
+        ClusterCommand::Partition { target, groups } => {
+            let cluster = open(&target, false)?;
+            let (a, b) = two_groups(&cluster, &groups)?;
+            let mechanism = cluster.partition(&a, &b)?;
+            println!("partitioned {} / {}: {mechanism}", a.join(","), b.join(","));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Delay { target, groups, ms } => {
+            let cluster = open(&target, false)?;
+            let (a, b) = two_groups(&cluster, &groups)?;
+            cluster.delay(&a, &b, ms)?;
+            println!(
+                "delayed {} / {}: +{ms} ms each way (transport hook)",
+                a.join(","),
+                b.join(",")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCommand::Heal { target } => {
+            let cluster = open(&target, false)?;
+            cluster.heal()?;
+            println!(
+                "cluster {} healed: no partition or delay left",
+                cluster.name()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ClusterCommand::Remove { target } => {
             let cluster = open(&target, false)?;
             let name = cluster.name();
@@ -368,6 +425,24 @@ pub async fn run(cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `A / B` (as one or several arguments) as two groups of node names.
+fn two_groups(cluster: &Cluster, args: &[String]) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let joined = args.join(" ");
+    let parts: Vec<&str> = joined.split('/').map(str::trim).collect();
+    if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+        bail!("expected two groups separated by `/` (e.g. `node1,node2 / node3` or `dc1 / dc2`), got `{joined}`");
+    }
+    let group = |p: &str| -> anyhow::Result<Vec<String>> {
+        let items: Vec<String> = p
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        Ok(cluster.resolve_group(&items.join(","))?)
+    };
+    Ok((group(parts[0])?, group(parts[1])?))
 }
 
 /// One line on what a decommission or removenode did.
@@ -541,6 +616,14 @@ fn render_status(cluster: &Cluster, statuses: &[NodeStatus]) -> String {
     for n in notes {
         out.push_str(&n);
         out.push('\n');
+    }
+    match cluster.faults() {
+        Ok(faults) => {
+            for line in faults.describe() {
+                out.push_str(&format!("FAULT: {line}\n"));
+            }
+        }
+        Err(e) => out.push_str(&format!("FAULT: cannot read the fault state: {e}\n")),
     }
     out
 }

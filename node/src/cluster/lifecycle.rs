@@ -624,6 +624,7 @@ impl Cluster {
     /// Kills every node and deletes the cluster's folder.
     pub fn remove(self) -> Result<(), ClusterError> {
         self.kill_all();
+        self.drop_packet_filter();
         // Only a folder that holds a manifest is ours to delete.
         if !manifest::manifest_path(&self.dir).is_file() {
             return Err(ClusterError::NotFound { dir: self.dir });

@@ -16,6 +16,8 @@
 //! DIR/nodeK/data/             its data_dir
 //! DIR/nodeK/node.log          its stdout and stderr, appended across starts
 //! DIR/gone/nodeK-<secs>/      the folder of a node that left the ring (decommission, removenode)
+//! DIR/faults.yaml             partitions and slow links in force (faults.rs), absent when none
+//! DIR/nodeK/faults.json       the node's fault file, which it polls (`fault_file`)
 //! ```
 //!
 //! Every node listens on an address of its own (`nodeK` on `base_ip + K - 1`, 127.0.0.1 upward by
@@ -43,9 +45,11 @@
 //! - [`probe`]: a node's view over CQL and the convergence rule;
 //! - `lifecycle`: start, stop, kill, pause, resume and the bounded waits;
 //! - `shrink`: decommission and removenode through the nodes' admin API;
+//! - [`faults`]: partitions (nftables, or the nodes' transport hook) and slow links;
 //! - [`cli`]: `ringdb cluster …`.
 
 pub mod cli;
+pub mod faults;
 mod lifecycle;
 pub mod manifest;
 pub mod probe;
@@ -722,6 +726,7 @@ fn node_config_yaml(m: &Manifest, h: &NodeHandle) -> Result<String, ClusterError
         "internode_key",
         path(h.certs_dir.join(format!("{}.key", h.name))),
     );
+    put("fault_file", path(h.dir.join(faults::NODE_FAULT_FILE)));
     for (key, raw) in &m.extra_config {
         put(key.trim(), yaml_scalar(raw));
     }

@@ -118,6 +118,8 @@ pub struct Coordinator {
     hint_wake: tokio::sync::Notify,
     /// This coordinator, for background work that outlives a request (batchlog removal).
     me: Weak<Coordinator>,
+    /// The deliberate bug of test clusters ([`crate::faults`]); off unless a fault file sets it.
+    lose_writes: Arc<crate::faults::LoseWrites>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -155,7 +157,13 @@ impl Coordinator {
             started: Instant::now(),
             hint_wake: tokio::sync::Notify::new(),
             me: me.clone(),
+            lose_writes: Arc::default(),
         })
+    }
+
+    /// The switch of the deliberate write-losing bug ([`crate::faults`], test clusters only).
+    pub fn lose_writes(&self) -> Arc<crate::faults::LoseWrites> {
+        self.lose_writes.clone()
     }
 
     /// Connects the coordinator to the cluster: requests to other nodes go through `transport`,

@@ -51,6 +51,10 @@ impl Coordinator {
         let cl = consistency_level(consistency)?;
         cl.validate_for_write()
             .map_err(|e| ExecError::Invalid(e.to_string()))?;
+        if self.lose_writes.lose_this_one() {
+            // The deliberate bug of a test cluster's fault file: acknowledged, never written.
+            return Ok(());
+        }
         let state = self.state();
         // The batchlog keeps the batch as the executor made it, before grouping.
         let logged: Option<Vec<Mutation>> = (kind == WriteKind::LoggedBatch)
