@@ -349,6 +349,7 @@ pub async fn start(
     let verbs_task = tokio::spawn(crate::replica::serve(
         data.replica.clone(),
         Arc::new(crate::schema_link::StoreSchemaVerbs(schema_store.clone())),
+        Some(data.coordinator.clone()),
         inbound.verbs,
         shutdown.clone(),
     ));

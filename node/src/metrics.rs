@@ -70,6 +70,7 @@ pub const HINTS_STORED: &str = "ringdb_hints_stored_total";
 pub const HINTS_REPLAYED: &str = "ringdb_hints_replayed_total";
 pub const HINTS_DROPPED: &str = "ringdb_hints_dropped_total";
 pub const HINTS_PENDING: &str = "ringdb_hints_pending";
+pub const FORWARDED_WRITES: &str = "ringdb_coordinator_forwarded_writes_total";
 pub const STREAMED_PARTITIONS: &str = "ringdb_streamed_partitions_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
@@ -191,6 +192,10 @@ fn describe() {
         "Hints not written or deleted unreplayed, by reason"
     );
     describe_gauge!(HINTS_PENDING, "Hints this node holds, by target host id");
+    describe_counter!(
+        FORWARDED_WRITES,
+        "Writes this coordinator sent to a remote datacenter through one of its nodes"
+    );
     describe_counter!(
         STREAMED_PARTITIONS,
         "Partitions streamed while joining (in), leaving (out) or removing a dead node (relay)"

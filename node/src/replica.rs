@@ -500,6 +500,11 @@ impl Replica {
             VerbRequest::SchemaPull | VerbRequest::SchemaPush(_) => Err(ReplicaError::BadRequest(
                 "schema verbs are answered by schema synchronization".into(),
             )),
+            VerbRequest::MutateForward { .. }
+            | VerbRequest::MutateAndAck { .. }
+            | VerbRequest::ForwardAck { .. } => Err(ReplicaError::BadRequest(
+                "forwarding verbs are answered by the coordinator".into(),
+            )),
         };
         result.unwrap_or_else(VerbResponse::Error)
     }
@@ -550,10 +555,11 @@ fn newest_timestamp<'a>(
 /// Drains the transport's verb queue until it closes or the node stops: each request is decoded,
 /// run (data verbs on `replica`, schema verbs on `schema`) and answered. A request that does not
 /// decode is answered with [`ReplicaError::BadRequest`]; one-way verb messages are not used and
-/// are dropped.
+/// are dropped. Cross-datacenter forwarding verbs go to `coordinator` (refused without one).
 pub async fn serve(
     replica: Arc<Replica>,
     schema: Arc<dyn SchemaVerbs>,
+    coordinator: Option<Arc<crate::coordinator::Coordinator>>,
     mut inbound: mpsc::Receiver<Inbound>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -575,10 +581,25 @@ pub async fn serve(
         };
         let replica = replica.clone();
         let schema = schema.clone();
+        let coordinator = coordinator.clone();
         tokio::spawn(async move {
             let response = match verbs::decode::<VerbRequest>(&message.body) {
                 Ok(request @ (VerbRequest::SchemaPull | VerbRequest::SchemaPush(_))) => {
                     schema.handle(request).await
+                }
+                Ok(
+                    request @ (VerbRequest::MutateForward { .. }
+                    | VerbRequest::MutateAndAck { .. }
+                    | VerbRequest::ForwardAck { .. }),
+                ) => {
+                    metrics::counter!(crate::metrics::REPLICA_VERBS, "verb" => request.name())
+                        .increment(1);
+                    match &coordinator {
+                        Some(c) => c.handle_forwarding(message.from, request).await,
+                        None => VerbResponse::Error(ReplicaError::BadRequest(
+                            "this node does not forward writes".into(),
+                        )),
+                    }
                 }
                 Ok(request) => {
                     metrics::counter!(crate::metrics::REPLICA_VERBS, "verb" => request.name())

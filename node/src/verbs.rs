@@ -127,6 +127,37 @@ pub enum VerbRequest {
         /// The mutations it missed.
         mutations: Vec<Mutation>,
     },
+    /// Cross-datacenter forwarding (the coordinator's write reaches a remote datacenter once):
+    /// apply these mutations, and have each replica of `forward_to` (in this node's datacenter)
+    /// apply them and acknowledge straight to `reply_to` with [`VerbRequest::ForwardAck`]. The
+    /// answer is this node's own acknowledgement.
+    MutateForward {
+        /// The mutations.
+        mutations: Vec<Mutation>,
+        /// The other replicas of the write in this datacenter.
+        forward_to: Vec<std::net::SocketAddr>,
+        /// The coordinator's internode address.
+        reply_to: std::net::SocketAddr,
+        /// The coordinator's id for this write.
+        id: u64,
+    },
+    /// From a forwarding node: apply these mutations and acknowledge to `reply_to` with
+    /// [`VerbRequest::ForwardAck`] (the answer to this request only tells the forwarder).
+    MutateAndAck {
+        /// The mutations.
+        mutations: Vec<Mutation>,
+        /// The coordinator's internode address.
+        reply_to: std::net::SocketAddr,
+        /// The coordinator's id for the write.
+        id: u64,
+    },
+    /// A replica's acknowledgement of a forwarded write, sent straight to its coordinator.
+    ForwardAck {
+        /// The coordinator's id for the write.
+        id: u64,
+        /// `None` when applied, else why not.
+        error: Option<ReplicaError>,
+    },
 }
 
 impl VerbRequest {
@@ -145,6 +176,9 @@ impl VerbRequest {
             VerbRequest::MerkleTree { .. } => "merkle_tree",
             VerbRequest::RepairRead { .. } => "repair_read",
             VerbRequest::StoreHint { .. } => "store_hint",
+            VerbRequest::MutateForward { .. } => "mutate_forward",
+            VerbRequest::MutateAndAck { .. } => "mutate_and_ack",
+            VerbRequest::ForwardAck { .. } => "forward_ack",
         }
     }
 }

@@ -65,6 +65,7 @@ use crate::storage::{PartitionData, TableId};
 use crate::verbs::{self, VerbRequest, VerbResponse};
 
 pub mod batchlog;
+mod forward;
 pub mod hints;
 pub mod placement;
 mod read;
@@ -120,6 +121,8 @@ pub struct Coordinator {
     me: Weak<Coordinator>,
     /// The deliberate bug of test clusters ([`crate::faults`]); off unless a fault file sets it.
     lose_writes: Arc<crate::faults::LoseWrites>,
+    /// Cross-datacenter writes waiting for forwarded acknowledgements ([`forward`]).
+    forwards: forward::Forwards,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -158,6 +161,7 @@ impl Coordinator {
             hint_wake: tokio::sync::Notify::new(),
             me: me.clone(),
             lose_writes: Arc::default(),
+            forwards: forward::Forwards::default(),
         })
     }
 
@@ -313,7 +317,7 @@ impl Coordinator {
 
     /// Like [`Coordinator::dispatch`], answering on `tx` (which must have room for one answer
     /// per host, so that no send task ever waits).
-    fn send_to(
+    pub(super) fn send_to(
         &self,
         state: &ClusterState,
         hosts: &[HostId],

@@ -52,6 +52,8 @@ pub struct TestNode {
     pub host: HostId,
     /// Its internode address.
     pub addr: SocketAddr,
+    /// Its datacenter.
+    pub dc: String,
     /// Its rack.
     pub rack: String,
     /// Its only token.
@@ -79,7 +81,8 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Starts one node per entry of `racks` (all alive), each coordinator waiting at most
+    /// Starts one node per entry of `racks` (all alive; `"dc2:r1"` puts a node in another
+    /// datacenter than [`DC`]), each coordinator waiting at most
     /// `write_timeout` for writes.
     pub async fn start(racks: &[&str], write_timeout: Duration) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -90,6 +93,7 @@ impl TestCluster {
         let n = racks.len() as i64;
         let mut nodes = Vec::new();
         for (i, rack) in racks.iter().enumerate() {
+            let (dc, rack) = rack.split_once(':').unwrap_or((DC, rack));
             let name = format!("node{i}");
             let files =
                 ringdb_gossip::certs::issue(&ca, &name, &[loopback], &[], &dir.path().join(&name))
@@ -127,7 +131,7 @@ impl TestCluster {
                 hints,
                 CoordinatorConfig {
                     local: host,
-                    dc: DC.into(),
+                    dc: dc.into(),
                     rack: rack.to_string(),
                     write_timeout,
                     read_timeout: write_timeout,
@@ -138,12 +142,14 @@ impl TestCluster {
             tokio::spawn(crate::replica::serve(
                 replica.clone(),
                 Arc::new(NoSchemaVerbs),
+                Some(coordinator.clone()),
                 inbound.verbs,
                 shutdown_rx.clone(),
             ));
             nodes.push(TestNode {
                 host,
                 addr: transport.local_addr(),
+                dc: dc.to_string(),
                 rack: rack.to_string(),
                 token: i64::MIN / 2 + (i as i64) * (i64::MAX / n),
                 engine,
@@ -198,7 +204,7 @@ impl TestCluster {
             .map(|(node, &alive)| ViewNode {
                 host: node.host,
                 addr: node.addr,
-                dc: DC,
+                dc: &node.dc,
                 rack: &node.rack,
                 token: node.token,
                 alive,
@@ -219,6 +225,19 @@ impl TestCluster {
         view
     }
 
+    /// Creates keyspace `ks` with `replication` (a CQL map such as
+    /// `{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 3}`) and the table of `table_cql`
+    /// on every node.
+    pub fn create_table_with(&self, replication: &str, table_cql: &str) -> Arc<TableDef> {
+        let dcs: Vec<String> = self.nodes.iter().map(|n| n.dc.clone()).collect();
+        let first = &self.nodes[0].schema;
+        let table = create_table_in(first, replication, &dcs, table_cql);
+        for node in &self.nodes[1..] {
+            node.schema.merge(first.snapshot()).expect("merge schema");
+        }
+        table
+    }
+
     /// Creates keyspace `ks` (SimpleStrategy, `rf`) and the table of `table_cql` on node 0
     /// and copies the schema to every other node, as schema sync would.
     pub fn create_table(&self, rf: usize, table_cql: &str) -> Arc<TableDef> {
@@ -234,13 +253,21 @@ impl TestCluster {
 /// Runs `CREATE KEYSPACE ks ... {'replication_factor': rf}` and `table_cql` (a CREATE TABLE
 /// in `ks`) on `store`. Returns the table.
 pub fn create_table(store: &SchemaStore, rf: usize, table_cql: &str) -> Arc<TableDef> {
-    let ks_cql = format!(
-        "CREATE KEYSPACE ks WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"
-    );
+    let replication = format!("{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}");
+    create_table_in(store, &replication, &[DC.to_string()], table_cql)
+}
+
+fn create_table_in(
+    store: &SchemaStore,
+    replication: &str,
+    dcs: &[String],
+    table_cql: &str,
+) -> Arc<TableDef> {
+    let ks_cql = format!("CREATE KEYSPACE ks WITH replication = {replication}");
     let Ok(Statement::CreateKeyspace(ks)) = ringdb_cql::parser::parse_statement(&ks_cql) else {
         panic!("not a CREATE KEYSPACE: {ks_cql}");
     };
-    let def = ddl::create_keyspace(&store.current(), &ks, &[DC.to_string()], 1)
+    let def = ddl::create_keyspace(&store.current(), &ks, dcs, 1)
         .expect("keyspace")
         .expect("new keyspace");
     store

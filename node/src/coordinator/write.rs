@@ -20,7 +20,7 @@ use crate::executor::datapath::{WriteKind, WriteRequest};
 use crate::executor::ExecError;
 use crate::metrics as m;
 use crate::storage::Mutation;
-use crate::verbs::{VerbRequest, VerbResponse};
+use crate::verbs::VerbResponse;
 
 /// Mutations that share a keyspace and a replica set, and what writing them needs.
 pub(super) struct WriteGroup {
@@ -206,8 +206,9 @@ impl Coordinator {
             QuorumTracker::new(requirement, live.iter().map(|h| (*h, state.dc_of(h))));
         // The tracker counts `live` only; answers of pending replicas change nothing there.
         let targets: Vec<HostId> = live.iter().chain(&pending).copied().collect();
-        let mut answers =
-            self.dispatch(state, &targets, VerbRequest::Mutate { mutations }, timeout);
+        let (answers_tx, mut answers) = tokio::sync::mpsc::channel(targets.len().max(1));
+        self.send_mutations(state, &targets, mutations, timeout, &answers_tx);
+        drop(answers_tx);
         let mut answers_open = true;
         let mut outcome = Outcome::default();
         let result = loop {
