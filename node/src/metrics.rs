@@ -29,12 +29,13 @@
 //! | `ringdb_repair_ranges_total` | counter | `outcome` (in_sync, repaired, failed): table ranges done by repair sessions this node coordinated |
 //! | `ringdb_repair_partitions_streamed_total` | counter | — (merged partitions repair wrote to replicas whose copy differed) |
 //! | `ringdb_repair_bytes_streamed_total` | counter | — (bytes of those writes) |
-//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate, batchlog_store, batchlog_remove, merkle_tree, repair_read) received from other nodes |
+//! | `ringdb_replica_verbs_total` | counter | `verb` (mutate, read, digest, scan, truncate, batchlog_store, batchlog_remove, merkle_tree, repair_read, store_hint, mutate_forward, mutate_and_ack, forward_ack) received from other nodes |
 //! | `ringdb_batchlog_replayed_total` | counter | — (logged batches this node replayed from its batchlog) |
 //! | `ringdb_hints_stored_total` | counter | — (hints written for replicas that were down or did not answer) |
 //! | `ringdb_hints_replayed_total` | counter | — (hints delivered to their target and deleted) |
 //! | `ringdb_hints_dropped_total` | counter | `reason` (full, storage, corrupt, window: target down too long, disabled, expired: older than gc_grace_seconds, target_left) |
 //! | `ringdb_hints_pending` | gauge | `target` (host id): hints this node holds for it |
+//! | `ringdb_coordinator_forwarded_writes_total` | counter | — (writes sent to a remote datacenter through one of its nodes, which forwards to the others there) |
 //! | `ringdb_streamed_partitions_total` | counter | `direction` (in: received while bootstrapping, out: sent while decommissioning, relay: copied between others by a removenode run here) |
 
 use std::net::SocketAddr;
