@@ -135,6 +135,14 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
+        path: "/drain",
+        handler: drain,
+        about:
+            "stop this node gracefully, as SIGTERM does: announce SHUTDOWN to the cluster, stop \
+                serving CQL, finish requests in flight, flush storage, exit",
+    },
+    Route {
+        method: "POST",
         path: "/removenode",
         handler: removenode,
         about: "re-replicate the ranges of a dead node from the surviving replicas and take it \
@@ -372,6 +380,27 @@ fn decommission(
             );
         };
         change_response(ring.start_decommission())
+    })
+}
+
+fn drain(ctx: Arc<AdminContext>, request: AdminRequest) -> BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        if let Err(e) = request.query.only(&[]) {
+            return error(StatusCode::BAD_REQUEST, &e);
+        }
+        let Some(ring) = &ctx.ring else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node runs in-process; stop it with its owner",
+            );
+        };
+        match ring.drain() {
+            Ok(()) => json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({"draining": true, "host_id": ctx.node.host_id}),
+            ),
+            Err(e) => error(StatusCode::CONFLICT, &e.to_string()),
+        }
     })
 }
 

@@ -208,6 +208,17 @@ impl RingChange {
         })
     }
 
+    /// `ringdb drain`: asks the process to stop gracefully, as SIGTERM does (SHUTDOWN announced
+    /// by gossip so peers mark it down and hint its writes, no new CQL connections, requests in
+    /// flight finished, storage flushed). Refused while this node runs a ring change (it holds
+    /// the one-at-a-time slot until the end, so the drain cannot cut a stream in half).
+    pub fn drain(&self) -> Result<(), ChangeError> {
+        self.claim()?;
+        let _ = self.exit.send(true);
+        // The slot stays taken: nothing else starts on a node that is stopping.
+        Ok(())
+    }
+
     /// Takes the one ring-change slot of this node; see [`RingChange::release`].
     pub(crate) fn claim(&self) -> Result<(), ChangeError> {
         if self.running.swap(true, Ordering::SeqCst) {
@@ -396,6 +407,32 @@ pub async fn cli(host: &str, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How long `ringdb drain` waits for the node to stop answering.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+
+/// `ringdb drain --host HOST`: asks the node to stop gracefully and waits (bounded) until its
+/// admin API no longer answers, i.e. it announced SHUTDOWN, stopped serving CQL and finished
+/// its requests; it then flushes its storage and exits.
+pub async fn drain_cli(host: &str) -> anyhow::Result<()> {
+    use crate::admin::client;
+    let addr = client::resolve(host).await?;
+    let response = client::request(addr, hyper::Method::POST, "/drain").await?;
+    drop(response);
+    eprintln!("ringdb drain: {addr} is stopping (SHUTDOWN announced to the cluster)");
+    let deadline = Instant::now() + DRAIN_WAIT;
+    while Instant::now() < deadline {
+        if client::get_json(addr, "/health").await.is_err() {
+            println!(
+                "node at {addr} drained: peers see it down and hint its writes, no client is \
+                 served; it flushes its storage and exits"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("the node at {addr} still answers {DRAIN_WAIT:?} after it was asked to drain")
 }
 
 #[cfg(test)]

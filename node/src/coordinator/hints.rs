@@ -10,7 +10,8 @@
 //!
 //! [`run_hint_replay`] looks every [`HINT_REPLAY_INTERVAL`], and at once when a node comes up,
 //! for targets with hints that gossip says are up and sends them their hints, oldest first, the mutations of consecutive hints
-//! together in verbs of up to [`REPLAY_BATCH_BYTES`], at most `hinted_handoff_throttle` bytes per
+//! together in verbs of up to [`REPLAY_BATCH_BYTES`] ([`REPLAY_IN_FLIGHT`] of them awaiting the
+//! target at once), at most `hinted_handoff_throttle` bytes per
 //! second, deleting hints only once the target applied the verb that carried them. A
 //! failure stops that target until the next round; a restart of either side resumes from the
 //! oldest hint left. Mutations of tables dropped since, or older than their table's
@@ -45,6 +46,9 @@ const REPLAY_PAGE: usize = 128;
 /// Bytes of hints (as stored) sent to a target in one verb during replay, at most: a batch
 /// closes once it reaches this, so one is never much larger.
 pub const REPLAY_BATCH_BYTES: u64 = 256 << 10;
+
+/// Replay verbs to one target awaiting its acknowledgement at once, at most.
+const REPLAY_IN_FLIGHT: usize = 4;
 
 /// What one replay round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -155,60 +159,82 @@ impl Coordinator {
         throttle: u64,
         round: &mut HintRound,
     ) -> Result<(), String> {
+        use futures::stream::{FuturesUnordered, StreamExt};
         let mut after: Option<Vec<u8>> = None;
+        // Batches sent and not yet acknowledged: up to REPLAY_IN_FLIGHT at once, so the target
+        // applies one while the next travels (the order of hints does not matter:
+        // last-write-wins).
+        let mut in_flight = FuturesUnordered::new();
+        let started = Instant::now();
+        let mut sent_bytes: u64 = 0;
+        let mut exhausted = false;
         loop {
-            let page = self
-                .hints
-                .page(&target, after.as_deref(), REPLAY_PAGE)
-                .map_err(|e| e.to_string())?;
-            if page.is_empty() {
-                return Ok(());
+            // Keep the pipeline full while there is more to read.
+            while !exhausted && in_flight.len() < REPLAY_IN_FLIGHT {
+                let page = self
+                    .hints
+                    .page(&target, after.as_deref(), REPLAY_PAGE)
+                    .map_err(|e| e.to_string())?;
+                if page.is_empty() {
+                    exhausted = true;
+                    break;
+                }
+                after = page.last().map(|h| h.key.clone());
+                // Live mutations of consecutive hints go in one verb of at most
+                // REPLAY_BATCH_BYTES; those hints are deleted once the target applied them all.
+                let mut batch: Vec<Hint> = Vec::new();
+                let mut mutations = Vec::new();
+                let mut bytes = 0;
+                let count = page.len();
+                let schema = self.schema.current();
+                let tables: HashMap<TableId, &TableDef> = schema
+                    .user_keyspaces()
+                    .flat_map(|ks| schema.tables(&ks.name))
+                    .map(|t| (t.id, &**t))
+                    .collect();
+                for (i, hint) in page.into_iter().enumerate() {
+                    let live = worth_replaying(&tables, &hint);
+                    if live.is_empty() {
+                        metrics::counter!(m::HINTS_DROPPED, "reason" => "expired").increment(1);
+                        self.hints
+                            .remove(&target, &hint)
+                            .map_err(|e| e.to_string())?;
+                        round.expired += 1;
+                    } else {
+                        mutations.extend(live);
+                        bytes += hint.size;
+                        batch.push(hint);
+                    }
+                    if !batch.is_empty() && (bytes >= REPLAY_BATCH_BYTES || i + 1 == count) {
+                        let hints = std::mem::take(&mut batch);
+                        let sent = std::mem::take(&mut mutations);
+                        in_flight.push(self.deliver_hints(state, target, hints, sent));
+                        sent_bytes += bytes;
+                        bytes = 0;
+                    }
+                }
+                if throttle > 0 {
+                    // The throttle paces what is sent, whatever is still in flight.
+                    let due = Duration::from_secs_f64(sent_bytes as f64 / throttle as f64);
+                    tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
+                }
             }
-            after = page.last().map(|h| h.key.clone());
-            // Live mutations of consecutive hints go in one verb of at most REPLAY_BATCH_BYTES
-            // (last-write-wins makes their order irrelevant); those hints are deleted once the
-            // target applied them all.
-            let mut batch: Vec<&Hint> = Vec::new();
-            let mut mutations = Vec::new();
-            let mut bytes = 0;
-            for (i, hint) in page.iter().enumerate() {
-                let live = self.worth_replaying(hint);
-                if live.is_empty() {
-                    metrics::counter!(m::HINTS_DROPPED, "reason" => "expired").increment(1);
-                    self.hints
-                        .remove(&target, hint)
-                        .map_err(|e| e.to_string())?;
-                    round.expired += 1;
-                } else {
-                    mutations.extend(live);
-                    batch.push(hint);
-                    bytes += hint.size;
-                }
-                let last = i + 1 == page.len();
-                if !batch.is_empty() && (bytes >= REPLAY_BATCH_BYTES || last) {
-                    let sent = std::mem::take(&mut mutations);
-                    self.deliver_hints(state, target, &batch, sent, bytes, throttle)
-                        .await?;
-                    round.replayed += batch.len() as u64;
-                    batch.clear();
-                    bytes = 0;
-                }
+            match in_flight.next().await {
+                Some(delivered) => round.replayed += delivered?,
+                None => return Ok(()),
             }
         }
     }
 
-    /// Sends the mutations of `hints` to `target` in one verb, deletes the hints once it applied
-    /// them, then waits out the throttle's share of their `bytes`.
+    /// Sends the mutations of `hints` to `target` in one verb and deletes the hints once it
+    /// applied them; returns how many were delivered.
     async fn deliver_hints(
         &self,
         state: &ClusterState,
         target: HostId,
-        hints: &[&Hint],
+        hints: Vec<Hint>,
         mutations: Vec<Mutation>,
-        bytes: u64,
-        throttle: u64,
-    ) -> Result<(), String> {
-        let started = Instant::now();
+    ) -> Result<u64, String> {
         let mut answers = self.dispatch(
             state,
             &[target],
@@ -221,39 +247,29 @@ impl Coordinator {
             Some((_, Err(e))) => return Err(e),
             None => return Err("no answer".into()),
         }
-        for hint in hints {
+        for hint in &hints {
             self.hints
                 .remove(&target, hint)
                 .map_err(|e| e.to_string())?;
         }
         metrics::counter!(m::HINTS_REPLAYED).increment(hints.len() as u64);
-        if throttle > 0 {
-            let budget = Duration::from_secs_f64(bytes as f64 / throttle as f64);
-            tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
-        }
-        Ok(())
+        Ok(hints.len() as u64)
     }
+}
 
-    /// The mutations of `hint` still worth replaying: of tables that exist, and younger than
-    /// their table's `gc_grace_seconds`.
-    fn worth_replaying(&self, hint: &Hint) -> Vec<Mutation> {
-        let schema = self.schema.current();
-        let tables: HashMap<TableId, &TableDef> = schema
-            .user_keyspaces()
-            .flat_map(|ks| schema.tables(&ks.name))
-            .map(|t| (t.id, &**t))
-            .collect();
-        let age_secs = (unix_micros(SystemTime::now()) - hint.written_at).max(0) / 1_000_000;
-        hint.mutations
-            .iter()
-            .filter(|m| {
-                tables
-                    .get(&m.table)
-                    .is_some_and(|t| age_secs <= i64::from(t.options.gc_grace_seconds.max(0)))
-            })
-            .cloned()
-            .collect()
-    }
+/// The mutations of `hint` still worth replaying: of tables that exist (`tables`), and younger
+/// than their table's `gc_grace_seconds`.
+fn worth_replaying(tables: &HashMap<TableId, &TableDef>, hint: &Hint) -> Vec<Mutation> {
+    let age_secs = (unix_micros(SystemTime::now()) - hint.written_at).max(0) / 1_000_000;
+    hint.mutations
+        .iter()
+        .filter(|m| {
+            tables
+                .get(&m.table)
+                .is_some_and(|t| age_secs <= i64::from(t.options.gc_grace_seconds.max(0)))
+        })
+        .cloned()
+        .collect()
 }
 
 /// Replays hints every [`HINT_REPLAY_INTERVAL`], and as soon as a node comes up, until
