@@ -213,6 +213,9 @@ impl RingChange {
     /// flight finished, storage flushed). Refused while this node runs a ring change (it holds
     /// the one-at-a-time slot until the end, so the drain cannot cut a stream in half).
     pub fn drain(&self) -> Result<(), ChangeError> {
+        if *self.exit.borrow() {
+            return Ok(()); // already stopping: draining twice is fine
+        }
         self.claim()?;
         let _ = self.exit.send(true);
         // The slot stays taken: nothing else starts on a node that is stopping.
