@@ -531,7 +531,11 @@ impl Gossiper {
                 alive: true,
             },
         );
+        let superseded = self.superseded();
         for (endpoint, peer) in &self.peers {
+            if superseded.contains(endpoint) {
+                continue;
+            }
             endpoints.insert(
                 *endpoint,
                 EndpointView {
@@ -544,6 +548,45 @@ impl Gossiper {
             local: self.local,
             endpoints,
         }
+    }
+
+    /// Peers whose host id another endpoint now holds: a node that came back at another
+    /// address (a container or pod gets a new IP when it is recreated) leaves its old address
+    /// behind in gossip. The newest incarnation wins — this node itself, else the higher
+    /// generation (ties: the higher address, so every node picks the same one) — and the others
+    /// are left out of [`Gossiper::view`], so the ring, `system.peers` and `ringdb status` know
+    /// the node once, at its new address.
+    fn superseded(&self) -> std::collections::HashSet<Endpoint> {
+        let mut newest: std::collections::HashMap<&str, (Generation, bool, Endpoint)> =
+            std::collections::HashMap::new();
+        let candidates = std::iter::once((self.local, &self.local_state, true)).chain(
+            self.peers
+                .iter()
+                .map(|(endpoint, peer)| (*endpoint, &peer.state, false)),
+        );
+        let mut out = std::collections::HashSet::new();
+        for (endpoint, state, local) in candidates {
+            let Some(host) = state.get(AppStateKey::HostId) else {
+                continue;
+            };
+            let rank = (state.heartbeat.generation, local, endpoint);
+            match newest.get(host) {
+                None => {
+                    newest.insert(host, rank);
+                }
+                Some(held) => {
+                    let (loser, winner) = if (rank.1, rank.0, rank.2) > (held.1, held.0, held.2) {
+                        (held.2, rank)
+                    } else {
+                        (endpoint, *held)
+                    };
+                    out.insert(loser);
+                    newest.insert(host, winner);
+                }
+            }
+        }
+        out.remove(&self.local);
+        out
     }
 
     /// The peers currently considered alive.
@@ -1876,6 +1919,36 @@ mod tests {
         assert!(view.endpoints[&ep(1)].alive);
         assert!(!view.endpoints[&ep(5)].alive);
         assert_eq!(view.peers().count(), 1);
+    }
+
+    #[test]
+    fn a_node_back_at_a_new_address_replaces_its_old_one_in_the_view() {
+        let t0 = Instant::now();
+        let mut g = gossiper(1, &[], t0);
+        g.set_app_state(AppStateKey::HostId, "host-1");
+        let host = |h: &'static str| [(AppStateKey::HostId, h, 1)];
+        teach(&mut g, t0, ep(9), ep(5), state(3, 1, &host("host-5")));
+        teach(&mut g, t0, ep(9), ep(6), state(1, 1, &host("host-6")));
+        // host-5 comes back at ep(7) with a newer generation: ep(5) leaves the view.
+        teach(&mut g, t0, ep(9), ep(7), state(4, 1, &host("host-5")));
+        let view = g.view();
+        assert!(view.endpoints.contains_key(&ep(7)));
+        assert!(
+            !view.endpoints.contains_key(&ep(5)),
+            "old address still in the view"
+        );
+        assert!(view.endpoints.contains_key(&ep(6)));
+        // An older incarnation relayed later changes nothing, in either order of arrival.
+        teach(&mut g, t0, ep(9), ep(8), state(2, 1, &host("host-5")));
+        let view = g.view();
+        assert!(view.endpoints.contains_key(&ep(7)));
+        assert!(!view.endpoints.contains_key(&ep(8)));
+        // Someone else's stale state with this node's own host id never hides this node.
+        teach(&mut g, t0, ep(9), ep(4), state(9, 1, &host("host-1")));
+        let view = g.view();
+        assert!(view.endpoints.contains_key(&ep(1)));
+        assert!(!view.endpoints.contains_key(&ep(4)));
+        assert_eq!(view.peers().count(), 2);
     }
 
     #[test]
