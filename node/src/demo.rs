@@ -107,18 +107,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<i32> {
     };
     for statement in sample(options.dcs, options.nodes) {
         // A replica may learn of the new table a moment after node1 answered the DDL.
-        let mut attempt = 0;
-        loop {
-            match client.query(&statement, NO_VALUES, &quorum).await {
-                Ok(_) => break,
-                Err(e) if attempt < 20 => {
-                    tracing::debug!(error = %e, %statement, "retrying");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(e).with_context(|| format!("running {statement}")),
-            }
-        }
+        query_retrying(&client, &statement, &quorum).await?;
     }
     let dir_arg = dir.display();
     println!(
@@ -168,6 +157,27 @@ impl Drop for Cleanup {
         match cluster.remove() {
             Ok(()) => println!("ringdb demo: cluster stopped and removed"),
             Err(e) => eprintln!("ringdb demo: could not remove {}: {e}", self.dir.display()),
+        }
+    }
+}
+
+/// Runs `statement`, retrying (20 times, 250 ms apart) while it fails: right after a DDL, a
+/// replica may not know the new keyspace or table yet.
+pub(crate) async fn query_retrying(
+    client: &Client,
+    statement: &str,
+    options: &QueryOptions,
+) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match client.query(statement, NO_VALUES, options).await {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 20 => {
+                tracing::debug!(error = %e, %statement, "retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("running {statement}")),
         }
     }
 }

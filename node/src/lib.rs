@@ -16,11 +16,13 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`server`]: wires a node together and runs it until shutdown.
 //! - [`cluster`]: the local cluster manager behind `ringdb cluster` and the end-to-end tests.
+//! - [`chaos`]: `ringdb chaos`, fault injection against a local cluster with a checker.
 //! - [`status`]: `ringdb status`, the cluster as one node sees it.
 //! - [`repair`]: anti-entropy repair with Merkle trees (`ringdb repair`).
 //! - [`admin`]: the admin HTTP API the operator tools talk to.
 
 pub mod admin;
+pub mod chaos;
 pub mod clock;
 pub mod cluster;
 pub mod commitlog;

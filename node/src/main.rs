@@ -55,6 +55,10 @@ enum Command {
     /// Run a local multi-node cluster: create, start, stop, kill, pause, status (like ccm).
     #[command(subcommand)]
     Cluster(ringdb_node::cluster::cli::ClusterCommand),
+    /// Jepsen-style test of a local cluster: concurrent clients write and read while faults are
+    /// injected (kill, pause, partition, restart); then every acknowledged write is checked at
+    /// ALL. Exits 0 when nothing was lost or anomalous, 1 when something was, 2 on error.
+    Chaos(ringdb_node::chaos::cli::ChaosArgs),
     /// Make the certificates of internode mutual TLS: a cluster CA, then one certificate per node.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -86,6 +90,14 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Stop a node gracefully from outside (like `nodetool drain` then a stop): it announces
+    /// SHUTDOWN so peers mark it down and hint its writes, stops serving CQL, finishes requests
+    /// in flight, flushes storage and exits. For Kubernetes `preStop` hooks and scripts.
+    Drain {
+        /// The node: its admin API as HOST or HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:7199")]
+        host: String,
     },
     /// Remove a dead node from the ring: a live node copies the dead one's ranges from the
     /// surviving replicas to their new owners, then takes it off the ring (like `nodetool
@@ -217,6 +229,16 @@ fn main() -> ExitCode {
                 Err(e) => exit(Err(e)),
             }
         }
+        Command::Chaos(args) => {
+            init_logging("warn");
+            match runtime().and_then(|rt| rt.block_on(ringdb_node::chaos::cli::run(args))) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("ringdb: error: {e:#}");
+                    ExitCode::from(ringdb_node::chaos::report::EXIT_ERROR)
+                }
+            }
+        }
         Command::Certs(cmd) => exit(run_certs(cmd)),
         Command::Status {
             keyspace,
@@ -226,6 +248,9 @@ fn main() -> ExitCode {
         } => exit(run_status(&host, keyspace.as_deref(), json, timeout)),
         Command::Decommission { host, json } => {
             exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::cli(&host, json))))
+        }
+        Command::Drain { host } => {
+            exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::drain_cli(&host))))
         }
         Command::Removenode {
             host,
@@ -297,7 +322,7 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
         .await?;
         tokio::select! {
             () = server::wait_for_signal() => tracing::info!("signal received, shutting down"),
-            () = node.exit_requested() => tracing::info!("decommissioned: shutting down"),
+            () = node.exit_requested() => tracing::info!("asked to stop (drain or decommission): shutting down"),
         }
         node.shutdown().await;
         Ok(())

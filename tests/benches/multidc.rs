@@ -99,7 +99,10 @@ async fn timed(
     cl: Consistency,
     keys: std::ops::Range<i64>,
 ) -> Result<Figure> {
-    let mut statement = session.prepare(cql).await.with_context(|| cql.to_string())?;
+    let mut statement = session
+        .prepare(cql)
+        .await
+        .with_context(|| cql.to_string())?;
     statement.set_consistency(cl);
     let mut out = Vec::with_capacity(keys.end.saturating_sub(keys.start) as usize);
     let writes = cql.starts_with("INSERT");
@@ -123,7 +126,10 @@ async fn run(guard: &TestCluster, o: &Options) -> Result<()> {
     let cluster = guard.cluster();
     cluster.start(Duration::from_secs(180)).await?;
     let nodes = cluster.nodes();
-    let dc1 = nodes.iter().find(|n| n.dc == "dc1").context("a node in dc1")?;
+    let dc1 = nodes
+        .iter()
+        .find(|n| n.dc == "dc1")
+        .context("a node in dc1")?;
     let profile = ExecutionProfile::builder()
         .load_balancing_policy(
             DefaultPolicy::builder()
@@ -162,8 +168,16 @@ async fn run(guard: &TestCluster, o: &Options) -> Result<()> {
     timed(&session, insert, lq, 0..200).await?;
 
     let mut lines = Vec::new();
-    lines.push(timed(&session, insert, lq, 0..n).await?.line("LOCAL_QUORUM write, no delay"));
-    lines.push(timed(&session, select, lq, 0..n).await?.line("LOCAL_QUORUM read, no delay"));
+    lines.push(
+        timed(&session, insert, lq, 0..n)
+            .await?
+            .line("LOCAL_QUORUM write, no delay"),
+    );
+    lines.push(
+        timed(&session, select, lq, 0..n)
+            .await?
+            .line("LOCAL_QUORUM read, no delay"),
+    );
     let a = cluster.resolve_group("dc1")?;
     let b = cluster.resolve_group("dc2")?;
     cluster.delay(&a, &b, o.delay_ms)?;
@@ -181,9 +195,14 @@ async fn run(guard: &TestCluster, o: &Options) -> Result<()> {
     // EACH_QUORUM waits a round trip to dc2 each time: fewer requests.
     let each = (n / 10).max(20);
     lines.push(
-        timed(&session, insert, Consistency::EachQuorum, 2 * n..2 * n + each)
-            .await?
-            .line(&format!("EACH_QUORUM write, dc1-dc2 +{d} ms")),
+        timed(
+            &session,
+            insert,
+            Consistency::EachQuorum,
+            2 * n..2 * n + each,
+        )
+        .await?
+        .line(&format!("EACH_QUORUM write, dc1-dc2 +{d} ms")),
     );
     cluster.heal()?;
     for line in lines {

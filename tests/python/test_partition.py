@@ -10,6 +10,7 @@ real clusters, the Python `cassandra-driver` as the client.
   EACH_QUORUM pays the delay.
 - 3 + 3 nodes, `partition dc1 / dc2`: both datacenters keep serving LOCAL_QUORUM; after `heal`,
   hints and repair make them equal: every node alone serves every row.
+- `ringdb drain` stops a node gracefully; it comes back on its data.
 """
 
 from __future__ import annotations
@@ -166,3 +167,30 @@ def test_datacenter_partition_keeps_local_quorum_and_heals(replicated_cluster):
     for k in range(1, 7):
         check(f"LOCAL_ONE on node{k} alone after heal and repair", acked,
               read(c.pinned(k), acked, CL.LOCAL_ONE))
+
+
+def test_drain_stops_a_node_gracefully_and_it_comes_back(replicated_cluster):
+    """`ringdb drain` (the Kubernetes preStop hook): the node announces SHUTDOWN, stops and
+    exits; the others see it down at once (no failure-detector delay needed) and keep serving
+    QUORUM; it starts again on its data and the cluster reads everything at ALL."""
+    c = replicated_cluster("drain", [3])
+    session = c.session()
+    create_schema(c, session, simple(3))
+    acked: dict[int, str] = {}
+    write(session, batch(0, 200, "before"), CL.ALL, acked)
+
+    cmd = [str(c.binary), "drain", "--host", c.ip(3)]
+    result = run(cmd, timeout=150, env=_scrubbed_env())
+    print(f"$ ringdb drain --host {c.ip(3)}\n{result.stdout}{result.stderr}")
+    assert result.returncode == 0 and "drained" in result.stdout, result.stderr
+    c.wait_seen([1, 2], [3], "down")
+    deadline = time.monotonic() + 60
+    while "running" in [line.split()[4] for line in c.cli("status", c.name, check=False)
+                        .stdout.splitlines() if line.startswith("node3 ")]:
+        assert time.monotonic() < deadline, "node3 still runs after drain"
+        time.sleep(0.5)
+    write(c.pinned(1), batch(1000, 100, "during"), CL.QUORUM, acked)
+
+    c.start_stopped()
+    c.wait_seen([1, 2, 3], [1, 2, 3], "up")
+    check("ALL read after node3 is back", acked, read(session, acked, CL.ALL))
