@@ -4,7 +4,7 @@
 //! 1. three nodes, RF 3, QUORUM, every kind of fault for 60 s: nothing lost or anomalous, and
 //!    at least 99% of operations acknowledged outside the windows where a quorum of some
 //!    replica set was unreachable (there are none without `--aggressive`);
-//! 2. two datacenters of three nodes, LOCAL_QUORUM, 40 s: the same;
+//! 2. two datacenters of three nodes, LOCAL_QUORUM, 60 s: the same;
 //! 3. the deliberate coordinator bug (`--lose-every-nth-write 50`): the checker must fail the
 //!    run and list the lost writes — proof that the first two could fail.
 //!
@@ -314,11 +314,11 @@ fn local_quorum_on_two_datacenters_loses_nothing() {
     let Some(mut setup) = Setup::create(test, "chaos-lq33", "3:3", 6) else {
         return;
     };
-    let duration = Duration::from_secs(40);
+    let duration = Duration::from_secs(60);
     let (out, json) = setup.chaos(
         &[
             "--duration",
-            "40s",
+            "60s",
             "--faults",
             "kill,pause,partition,restart",
             "--cl",
