@@ -48,7 +48,7 @@ const REPLAY_PAGE: usize = 128;
 pub const REPLAY_BATCH_BYTES: u64 = 256 << 10;
 
 /// Replay verbs to one target awaiting its acknowledgement at once, at most.
-const REPLAY_IN_FLIGHT: usize = 4;
+const REPLAY_IN_FLIGHT: usize = 1;
 
 /// What one replay round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
