@@ -285,22 +285,39 @@ impl HintStore {
         self.forget(target, &hint.key, hint.size)
     }
 
+    /// Deletes hints once their target acknowledged them all: one storage batch.
+    pub fn remove_all(&self, target: &HostId, hints: &[Hint]) -> Result<(), StorageError> {
+        let keys: Vec<&[u8]> = hints.iter().map(|h| &h.key[..]).collect();
+        self.engine.meta_delete_all(&keys)?;
+        self.forgotten(
+            target,
+            hints.len() as u64,
+            hints.iter().map(|h| h.size).sum(),
+        );
+        Ok(())
+    }
+
     fn forget(&self, target: &HostId, key: &[u8], size: u64) -> Result<(), StorageError> {
         self.engine.meta_delete(key)?;
+        self.forgotten(target, 1, size);
+        Ok(())
+    }
+
+    /// Accounts for `count` deleted hints of `size` bytes in all.
+    fn forgotten(&self, target: &HostId, count: u64, size: u64) {
         self.total_bytes.fetch_sub(
             size.min(self.total_bytes.load(Ordering::SeqCst)),
             Ordering::SeqCst,
         );
         let mut pending = lock(&self.pending);
         if let Some(p) = pending.get_mut(target) {
-            p.hints = p.hints.saturating_sub(1);
+            p.hints = p.hints.saturating_sub(count);
             p.bytes = p.bytes.saturating_sub(size);
             set_gauge(target, p);
             if p.hints == 0 {
                 pending.remove(target);
             }
         }
-        Ok(())
     }
 
     /// Deletes every hint for `target` (it left the cluster); returns how many there were.

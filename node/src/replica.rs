@@ -244,14 +244,12 @@ impl Replica {
         if mutations.len() > INLINE_APPLY {
             let engine = self.engine.clone();
             let batch = mutations.to_vec();
-            tokio::task::spawn_blocking(move || batch.iter().try_for_each(|m| engine.apply(m)))
+            tokio::task::spawn_blocking(move || engine.apply_all(&batch))
                 .await
                 .map_err(|e| ReplicaError::Storage(format!("apply task failed: {e}")))?
                 .map_err(storage_error)?;
         } else {
-            for m in mutations {
-                self.engine.apply(m).map_err(storage_error)?;
-            }
+            self.engine.apply_all(mutations).map_err(storage_error)?;
         }
         self.commit
             .wait_durable()

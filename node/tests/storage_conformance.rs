@@ -1305,9 +1305,13 @@ proptest! {
         for m in &shuffled {
             mem_shuffled.apply(m).expect("apply");
         }
+        // All at once (one storage batch: several mutations may write the same slot).
+        let sled_all = self::sled();
+        sled_all.engine.apply_all(&shuffled).expect("apply_all");
         let want = observe(&mem);
         prop_assert_eq!(&observe(&mem_shuffled), &want);
         prop_assert_eq!(&observe(sled.engine.as_ref()), &want);
+        prop_assert_eq!(&observe(sled_all.engine.as_ref()), &want);
 
         // Purges agree too, and keep the live view at the purge time.
         let live_before: Vec<Vec<String>> = partitions()

@@ -50,7 +50,7 @@
 //! Replaying is idempotent: the mutations carry their timestamps, so a batch applied twice, or
 //! replayed after newer writes to the same cells, changes nothing that should not change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -64,8 +64,7 @@ use super::{unavailable, ClusterState, Coordinator};
 use crate::executor::ExecError;
 use crate::metrics as m;
 use crate::replica::{batch_time, BatchlogCursor, StoredBatch};
-use crate::schema::TableDef;
-use crate::storage::{Mutation, TableId};
+use crate::storage::Mutation;
 use crate::verbs::{self, VerbRequest, VerbResponse};
 
 /// How often the replay worker looks at the batchlog (Cassandra: 10 s).
@@ -378,11 +377,7 @@ impl Coordinator {
     /// each and waits for all of them.
     async fn replay_batch(&self, batch: &StoredBatch, now: SystemTime) -> Result<Replayed, String> {
         let schema = self.schema.current();
-        let tables: HashMap<TableId, &TableDef> = schema
-            .user_keyspaces()
-            .flat_map(|ks| schema.tables(&ks.name))
-            .map(|t| (t.id, &**t))
-            .collect();
+        let tables = schema.user_tables_by_id();
         let age_secs = (unix_micros(now) - batch.written_at).max(0) / 1_000_000;
         let state = self.state();
         let mut groups: BTreeMap<Vec<HostId>, Vec<Mutation>> = BTreeMap::new();
@@ -483,6 +478,7 @@ mod tests {
     use crate::coordinator::placement::host_id;
     use crate::coordinator::testing::{insert, value_of, view_of, TestCluster, TestNode, ViewNode};
     use crate::executor::{DataPath, WriteKind, WriteRequest};
+    use crate::schema::TableDef;
 
     const TIMEOUT: Duration = Duration::from_millis(1500);
     const TABLE: &str = "CREATE TABLE t (k int PRIMARY KEY, v text) WITH gc_grace_seconds = 3600";

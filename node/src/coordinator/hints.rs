@@ -9,10 +9,11 @@
 //! acknowledged once a hint for one of its replicas is durable.
 //!
 //! [`run_hint_replay`] looks every [`HINT_REPLAY_INTERVAL`], and at once when a node comes up,
-//! for targets with hints that gossip says are up and sends them their hints, oldest first, the mutations of consecutive hints
-//! together in verbs of up to [`REPLAY_BATCH_BYTES`] ([`REPLAY_IN_FLIGHT`] of them awaiting the
-//! target at once), at most `hinted_handoff_throttle` bytes per
-//! second, deleting hints only once the target applied the verb that carried them. A
+//! for targets with hints that gossip says are up and sends them their hints, oldest first: the
+//! mutations of consecutive hints travel together in verbs of up to [`REPLAY_BATCH_BYTES`] or
+//! [`REPLAY_BATCH_HINTS`] hints ([`REPLAY_IN_FLIGHT`] of them awaiting the target at once), at
+//! most `hinted_handoff_throttle` bytes per second, and hints are deleted (in one batch per
+//! verb) only once the target applied the verb that carried them. A
 //! failure stops that target until the next round; a restart of either side resumes from the
 //! oldest hint left. Mutations of tables dropped since, or older than their table's
 //! `gc_grace_seconds` (their tombstones may be gone on the target, so replaying them could bring
@@ -47,7 +48,13 @@ const REPLAY_PAGE: usize = 128;
 /// closes once it reaches this, so one is never much larger.
 pub const REPLAY_BATCH_BYTES: u64 = 256 << 10;
 
-/// Replay verbs to one target awaiting its acknowledgement at once, at most.
+/// Hints sent to a target in one verb during replay, at most. The target applies a verb's
+/// mutations in one storage batch, so small hints are cheap only when many travel together.
+const REPLAY_BATCH_HINTS: usize = 1024;
+
+/// Replay verbs to one target awaiting its acknowledgement at once, at most. A tuning knob:
+/// on a 2-core machine running sender and target, four were no faster than one (BENCHMARKS.md),
+/// so the pipeline is kept for links with real latency but runs one verb at a time.
 const REPLAY_IN_FLIGHT: usize = 1;
 
 /// What one replay round did.
@@ -160,59 +167,23 @@ impl Coordinator {
         round: &mut HintRound,
     ) -> Result<(), String> {
         use futures::stream::{FuturesUnordered, StreamExt};
+        // Where reading resumes: the key of the last hint taken into a batch.
         let mut after: Option<Vec<u8>> = None;
-        // Batches sent and not yet acknowledged: up to REPLAY_IN_FLIGHT at once, so the target
-        // applies one while the next travels (the order of hints does not matter:
-        // last-write-wins).
+        // Batches sent and not yet acknowledged, at most REPLAY_IN_FLIGHT (the order of hints
+        // does not matter: last-write-wins).
         let mut in_flight = FuturesUnordered::new();
         let started = Instant::now();
         let mut sent_bytes: u64 = 0;
         let mut exhausted = false;
         loop {
-            // Keep the pipeline full while there is more to read.
             while !exhausted && in_flight.len() < REPLAY_IN_FLIGHT {
-                let page = self
-                    .hints
-                    .page(&target, after.as_deref(), REPLAY_PAGE)
-                    .map_err(|e| e.to_string())?;
-                if page.is_empty() {
-                    exhausted = true;
+                let (hints, mutations, bytes) =
+                    self.next_replay_batch(&target, &mut after, &mut exhausted, round)?;
+                if hints.is_empty() {
                     break;
                 }
-                after = page.last().map(|h| h.key.clone());
-                // Live mutations of consecutive hints go in one verb of at most
-                // REPLAY_BATCH_BYTES; those hints are deleted once the target applied them all.
-                let mut batch: Vec<Hint> = Vec::new();
-                let mut mutations = Vec::new();
-                let mut bytes = 0;
-                let count = page.len();
-                let schema = self.schema.current();
-                let tables: HashMap<TableId, &TableDef> = schema
-                    .user_keyspaces()
-                    .flat_map(|ks| schema.tables(&ks.name))
-                    .map(|t| (t.id, &**t))
-                    .collect();
-                for (i, hint) in page.into_iter().enumerate() {
-                    let live = worth_replaying(&tables, &hint);
-                    if live.is_empty() {
-                        metrics::counter!(m::HINTS_DROPPED, "reason" => "expired").increment(1);
-                        self.hints
-                            .remove(&target, &hint)
-                            .map_err(|e| e.to_string())?;
-                        round.expired += 1;
-                    } else {
-                        mutations.extend(live);
-                        bytes += hint.size;
-                        batch.push(hint);
-                    }
-                    if !batch.is_empty() && (bytes >= REPLAY_BATCH_BYTES || i + 1 == count) {
-                        let hints = std::mem::take(&mut batch);
-                        let sent = std::mem::take(&mut mutations);
-                        in_flight.push(self.deliver_hints(state, target, hints, sent));
-                        sent_bytes += bytes;
-                        bytes = 0;
-                    }
-                }
+                in_flight.push(self.deliver_hints(state, target, hints, mutations));
+                sent_bytes += bytes;
                 if throttle > 0 {
                     // The throttle paces what is sent, whatever is still in flight.
                     let due = Duration::from_secs_f64(sent_bytes as f64 / throttle as f64);
@@ -224,6 +195,55 @@ impl Coordinator {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Reads the hints for `target` after `after` into one replay batch: the live mutations
+    /// of consecutive hints until the batch holds [`REPLAY_BATCH_BYTES`] or
+    /// [`REPLAY_BATCH_HINTS`] hints, or the store has no more (`exhausted`). Hints with nothing
+    /// left worth replaying are deleted on the way. Returns the hints, their mutations and
+    /// their stored size.
+    fn next_replay_batch(
+        &self,
+        target: &HostId,
+        after: &mut Option<Vec<u8>>,
+        exhausted: &mut bool,
+        round: &mut HintRound,
+    ) -> Result<(Vec<Hint>, Vec<Mutation>, u64), String> {
+        let mut hints: Vec<Hint> = Vec::new();
+        let mut mutations = Vec::new();
+        let mut bytes = 0;
+        while bytes < REPLAY_BATCH_BYTES && hints.len() < REPLAY_BATCH_HINTS {
+            let page = self
+                .hints
+                .page(target, after.as_deref(), REPLAY_PAGE)
+                .map_err(|e| e.to_string())?;
+            if page.is_empty() {
+                *exhausted = true;
+                break;
+            }
+            let schema = self.schema.current();
+            let tables = schema.user_tables_by_id();
+            for hint in page {
+                if bytes >= REPLAY_BATCH_BYTES || hints.len() >= REPLAY_BATCH_HINTS {
+                    // The rest of the page is read again for the next batch.
+                    break;
+                }
+                *after = Some(hint.key.clone());
+                let live = worth_replaying(&tables, &hint);
+                if live.is_empty() {
+                    metrics::counter!(m::HINTS_DROPPED, "reason" => "expired").increment(1);
+                    self.hints
+                        .remove(target, &hint)
+                        .map_err(|e| e.to_string())?;
+                    round.expired += 1;
+                } else {
+                    mutations.extend(live);
+                    bytes += hint.size;
+                    hints.push(hint);
+                }
+            }
+        }
+        Ok((hints, mutations, bytes))
     }
 
     /// Sends the mutations of `hints` to `target` in one verb and deletes the hints once it
@@ -247,11 +267,9 @@ impl Coordinator {
             Some((_, Err(e))) => return Err(e),
             None => return Err("no answer".into()),
         }
-        for hint in &hints {
-            self.hints
-                .remove(&target, hint)
-                .map_err(|e| e.to_string())?;
-        }
+        self.hints
+            .remove_all(&target, &hints)
+            .map_err(|e| e.to_string())?;
         metrics::counter!(m::HINTS_REPLAYED).increment(hints.len() as u64);
         Ok(hints.len() as u64)
     }
@@ -383,6 +401,46 @@ mod tests {
             assert_eq!(
                 value_of(&*cluster.nodes[2].engine, &table, k).as_deref(),
                 Some("hinted")
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replay_spans_pages_and_batches_and_drops_hints_of_unknown_tables() {
+        let mut cluster = TestCluster::start(&["r1", "r2", "r3"], TIMEOUT).await;
+        let table = cluster.create_table(3, TABLE);
+        cluster.set_alive(2, false);
+        let hints = cluster.nodes[0].coordinator.hints().clone();
+        let target = cluster.nodes[2].host;
+        // More hints than a page and than a batch; every seventh is of a table that is gone.
+        let total = REPLAY_BATCH_HINTS as i32 + 3 * REPLAY_PAGE as i32 + 5;
+        let mut gone = 0;
+        for k in 0..total {
+            let mut m = insert(&table, k, "paged", 10);
+            if k % 7 == 0 {
+                m.table = TableId::from_u128(0xdead);
+                gone += 1;
+            }
+            hints.store(target, &[m]).await.expect("store a hint");
+        }
+        assert_eq!(pending(&cluster, 0, 2), total as u64);
+
+        cluster.set_alive(2, true);
+        let mut orphans = HashMap::new();
+        let round = cluster.nodes[0]
+            .coordinator
+            .replay_hints_round(&mut orphans, 0)
+            .await;
+        assert_eq!(round.expired, gone);
+        assert_eq!(round.replayed, total as u64 - gone);
+        assert_eq!(round.failed_targets, 0);
+        assert_eq!(pending(&cluster, 0, 2), 0);
+        for k in 0..total {
+            let want = (k % 7 != 0).then_some("paged");
+            assert_eq!(
+                value_of(&*cluster.nodes[2].engine, &table, k).as_deref(),
+                want,
+                "key {k}"
             );
         }
     }

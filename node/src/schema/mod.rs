@@ -32,7 +32,7 @@
 //! - [`replication`]: validation and normalization of keyspace replication options.
 //! - [`digest`]: the stable hash behind schema versions and prepared statement ids.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ringdb_cql::types::CqlType;
@@ -347,7 +347,7 @@ pub struct Schema {
     /// keyspace → table name → definition.
     tables: BTreeMap<String, BTreeMap<String, Arc<TableDef>>>,
     /// Table id → definition, for replicas that receive mutations by id.
-    by_id: std::collections::HashMap<TableId, Arc<TableDef>>,
+    by_id: HashMap<TableId, Arc<TableDef>>,
     version: uuid::Uuid,
 }
 
@@ -432,6 +432,15 @@ impl Schema {
         self.keyspaces
             .values()
             .filter(|k| !is_system_keyspace(&k.name))
+    }
+
+    /// The tables of the user keyspaces by id: what replayed hints and batches may still write
+    /// (a mutation of any other table id is for a table dropped since).
+    pub fn user_tables_by_id(&self) -> HashMap<TableId, &TableDef> {
+        self.user_keyspaces()
+            .flat_map(|ks| self.tables(&ks.name))
+            .map(|t| (t.id, &**t))
+            .collect()
     }
 }
 

@@ -116,6 +116,28 @@ use super::{
 /// Number of partition lock stripes.
 const STRIPES: usize = 64;
 
+/// Bytes of mutations (roughly) written in one sled batch by `apply_all`.
+const APPLY_BATCH_BYTES: usize = 1 << 20;
+
+/// A rough size of a mutation's atoms (keys and values), for cutting `apply_all` batches.
+fn mutation_size(mutation: &Mutation) -> usize {
+    const PER_ATOM: usize = 32;
+    let rows: usize = mutation
+        .rows
+        .iter()
+        .map(|r| {
+            r.clustering.len()
+                + PER_ATOM
+                + r.cells
+                    .iter()
+                    .map(|(_, c)| PER_ATOM + c.value.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>()
+                + r.collection_deletions.len() * PER_ATOM
+        })
+        .sum();
+    mutation.partition.key.len() + PER_ATOM * (1 + mutation.range_deletions.len()) + rows
+}
+
 /// Keys removed per batch by `truncate`.
 const TRUNCATE_BATCH: usize = 1024;
 
@@ -179,10 +201,74 @@ impl SledEngine {
     }
 
     fn stripe(&self, table: TableId, partition: &PartitionKey) -> &RwLock<()> {
+        &self.stripes[self.stripe_index(table, partition)]
+    }
+
+    fn stripe_index(&self, table: TableId, partition: &PartitionKey) -> usize {
         let mut h = DefaultHasher::new();
         table.hash(&mut h);
         partition.hash(&mut h);
-        &self.stripes[(h.finish() as usize) % self.stripes.len()]
+        (h.finish() as usize) % self.stripes.len()
+    }
+
+    /// Applies `mutations` in one sled batch: one winner per slot across all of them, then
+    /// last-write-wins against what is stored. The stripes of every partition involved are held
+    /// (taken in index order, so two such calls cannot deadlock) from the reads to the batch, so
+    /// concurrent reads see each mutation whole or not at all.
+    fn apply_batch_of(&self, mutations: &[Mutation]) -> Result<(), StorageError> {
+        let mut writes: BTreeMap<Vec<u8>, (AtomKey, AtomValue)> = BTreeMap::new();
+        let mut stripes = Vec::with_capacity(mutations.len());
+        for mutation in mutations {
+            let prefix = partition_prefix(mutation.table, &mutation.partition);
+            for (key, value) in mutation_atoms(mutation) {
+                let k = atom_key(&prefix, &key);
+                match writes.get_mut(&k) {
+                    Some((_, existing)) => {
+                        if let Some(winner) = existing.reconcile(&value) {
+                            *existing = winner;
+                        }
+                    }
+                    None => {
+                        writes.insert(k, (key, value));
+                    }
+                }
+            }
+            stripes.push(self.stripe_index(mutation.table, &mutation.partition));
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _guards: Vec<_> = stripes
+            .iter()
+            .map(|&i| {
+                self.stripes[i]
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+            })
+            .collect();
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        for (k, (key, value)) in writes {
+            let winner = match self.data.get(&k).map_err(map_sled_error)? {
+                Some(stored) => {
+                    let stored = decode_value(&key, &stored)?;
+                    let winner = stored.reconcile(&value).ok_or_else(kind_mismatch)?;
+                    if winner == stored {
+                        continue;
+                    }
+                    winner
+                }
+                None => value,
+            };
+            batch.insert(k, encode_value(&winner));
+            changed = true;
+        }
+        if changed {
+            self.data.apply_batch(batch).map_err(map_sled_error)?;
+        }
+        Ok(())
     }
 
     /// The first key in `[lower, upper)`, if any.
@@ -360,49 +446,23 @@ impl SledEngine {
 
 impl Engine for SledEngine {
     fn apply(&self, mutation: &Mutation) -> Result<(), StorageError> {
-        let prefix = partition_prefix(mutation.table, &mutation.partition);
-        // One winner per slot within the mutation itself first.
-        let mut writes: BTreeMap<Vec<u8>, (AtomKey, AtomValue)> = BTreeMap::new();
-        for (key, value) in mutation_atoms(mutation) {
-            let k = atom_key(&prefix, &key);
-            match writes.get_mut(&k) {
-                Some((_, existing)) => {
-                    if let Some(winner) = existing.reconcile(&value) {
-                        *existing = winner;
-                    }
-                }
-                None => {
-                    writes.insert(k, (key, value));
-                }
-            }
-        }
-        if writes.is_empty() {
-            return Ok(());
-        }
+        self.apply_all(std::slice::from_ref(mutation))
+    }
 
-        let _guard = self
-            .stripe(mutation.table, &mutation.partition)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut batch = sled::Batch::default();
-        let mut changed = false;
-        for (k, (key, value)) in writes {
-            let winner = match self.data.get(&k).map_err(map_sled_error)? {
-                Some(stored) => {
-                    let stored = decode_value(&key, &stored)?;
-                    let winner = stored.reconcile(&value).ok_or_else(kind_mismatch)?;
-                    if winner == stored {
-                        continue;
-                    }
-                    winner
-                }
-                None => value,
-            };
-            batch.insert(k, encode_value(&winner));
-            changed = true;
-        }
-        if changed {
-            self.data.apply_batch(batch).map_err(map_sled_error)?;
+    fn apply_all(&self, mutations: &[Mutation]) -> Result<(), StorageError> {
+        // Whole mutations per sled batch, up to APPLY_BATCH_BYTES of atoms each: one batch per
+        // mutation costs a sled log reservation and a tree-wide lock each, which is what bounds
+        // hint replay and streaming when mutations are small.
+        let mut start = 0;
+        while start < mutations.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < mutations.len() && (end == start || bytes < APPLY_BATCH_BYTES) {
+                bytes += mutation_size(&mutations[end]);
+                end += 1;
+            }
+            self.apply_batch_of(&mutations[start..end])?;
+            start = end;
         }
         Ok(())
     }
@@ -556,6 +616,14 @@ impl Engine for SledEngine {
     fn meta_delete(&self, key: &[u8]) -> Result<(), StorageError> {
         self.meta.remove(key).map_err(map_sled_error)?;
         Ok(())
+    }
+
+    fn meta_delete_all(&self, keys: &[&[u8]]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(*key);
+        }
+        self.meta.apply_batch(batch).map_err(map_sled_error)
     }
 
     fn meta_scan_prefix(&self, prefix: &[u8]) -> Result<Vec<MetaEntry>, StorageError> {
