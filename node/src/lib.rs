@@ -20,8 +20,10 @@
 //! - [`status`]: `ringdb status`, the cluster as one node sees it.
 //! - [`repair`]: anti-entropy repair with Merkle trees (`ringdb repair`).
 //! - [`admin`]: the admin HTTP API the operator tools talk to.
+//! - [`bench`]: `ringdb bench`, the load generator, and the null server it is measured against.
 
 pub mod admin;
+pub mod bench;
 pub mod chaos;
 pub mod clock;
 pub mod cluster;

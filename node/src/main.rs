@@ -99,6 +99,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7199")]
         host: String,
     },
+    /// Load generator (like cassandra-stress / latte): prepared writes and reads, token-aware,
+    /// closed loop or at a fixed --rate, with HDR latency percentiles, --json and --plot; and
+    /// the null server (--null-server, --compare-null) every figure is compared with.
+    Bench(Box<ringdb_node::bench::BenchArgs>),
     /// Remove a dead node from the ring: a live node copies the dead one's ranges from the
     /// surviving replicas to their new owners, then takes it off the ring (like `nodetool
     /// removenode`). Do not restart the removed node on its old data directory.
@@ -260,6 +264,10 @@ fn main() -> ExitCode {
             runtime()
                 .and_then(|rt| rt.block_on(ringdb_node::removenode::cli(&host, &host_id, json))),
         ),
+        Command::Bench(args) => {
+            init_logging("warn");
+            exit(runtime().and_then(|rt| rt.block_on(ringdb_node::bench::run(*args))))
+        }
         Command::Repair(args) => {
             match runtime().and_then(|rt| rt.block_on(ringdb_node::repair::cli::run(args))) {
                 Ok(code) => code,
