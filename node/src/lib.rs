@@ -22,7 +22,9 @@
 //! - [`admin`]: the admin HTTP API the operator tools talk to.
 
 pub mod admin;
+pub mod auth;
 pub mod chaos;
+pub mod client_tls;
 pub mod clock;
 pub mod cluster;
 pub mod commitlog;
