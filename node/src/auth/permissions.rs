@@ -100,10 +100,13 @@ pub fn meets(superuser: bool, grants: &Grants, requirement: &Requirement) -> boo
     }
 }
 
-/// Keyspaces anyone may read: drivers read `system` and `system_schema` on connect. Not
-/// `system_auth`, which holds password hashes.
+/// Keyspaces anyone may read: drivers read `system`, `system_schema` and (Cassandra 4's)
+/// `system_virtual_schema` on connect — the last does not exist here, and a driver must get
+/// the "does not exist" answer it expects, not Unauthorized. Not `system_auth`, which holds
+/// password hashes.
 pub fn is_public_keyspace(keyspace: &str) -> bool {
-    is_system_keyspace(keyspace) && keyspace != crate::auth::AUTH_KEYSPACE
+    (is_system_keyspace(keyspace) || keyspace == "system_virtual_schema")
+        && keyspace != crate::auth::AUTH_KEYSPACE
 }
 
 /// What running `stmt` needs, given the session keyspace. Role statements whose needs depend on
@@ -237,6 +240,7 @@ mod tests {
             ),
             (&none, "SELECT * FROM system.local", None, true),
             (&none, "SELECT * FROM system_schema.tables", None, true),
+            (&none, "SELECT * FROM system_virtual_schema.keyspaces", None, true),
             (&none, "SELECT * FROM system_auth.roles", None, false),
             (&none, "USE ks", None, true),
             (&none, "CREATE KEYSPACE k2 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", None, false),
