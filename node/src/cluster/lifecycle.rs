@@ -164,6 +164,7 @@ impl Cluster {
             let probes = pending.iter().map(|n| async move {
                 let options = ringdb_cql::client::ClientOptions {
                     connect_timeout: Duration::from_secs(2),
+                    credentials: n.credentials.clone(),
                     ..Default::default()
                 };
                 ringdb_cql::client::Client::connect(n.cql_addr, options)
