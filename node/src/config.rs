@@ -59,8 +59,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// TLS for CQL clients (Cassandra's `client_encryption_options`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// TLS for CQL clients (Cassandra's `client_encryption_options`). Off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClientEncryption {
     /// Serve CQL over TLS.
@@ -76,19 +76,6 @@ pub struct ClientEncryption {
     pub require_client_auth: bool,
     /// PEM file of the CA client certificates must chain to (with `require_client_auth`).
     pub ca: Option<PathBuf>,
-}
-
-impl Default for ClientEncryption {
-    fn default() -> Self {
-        ClientEncryption {
-            enabled: false,
-            optional: false,
-            cert: None,
-            key: None,
-            require_client_auth: false,
-            ca: None,
-        }
-    }
 }
 
 /// Everything a node can be configured with.

@@ -214,7 +214,7 @@ impl Cluster {
     /// What one node says about the cluster (its `system.peers` and `cluster_status`).
     pub async fn view(&self, name: &str) -> Result<NodeView, ClusterError> {
         let node = self.node(name)?;
-        probe::read_view(node.cql_addr, node.credentials.clone())
+        probe::read_view_as(node.cql_addr, node.credentials.clone())
             .await
             .map_err(|e| ClusterError::Stuck {
                 node: name.to_string(),
@@ -236,7 +236,7 @@ impl Cluster {
         let views = futures::future::join_all(
             running
                 .iter()
-                .map(|n| probe::read_view(n.cql_addr, n.credentials.clone())),
+                .map(|n| probe::read_view_as(n.cql_addr, n.credentials.clone())),
         )
         .await;
         running

@@ -85,9 +85,13 @@ impl NodeView {
 /// Time allowed for one node to answer both queries (connection included).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Connects to a node's CQL endpoint (logging in with `credentials` when the cluster has
-/// authentication on) and reads its view.
-pub async fn read_view(
+/// Connects to a node's CQL endpoint and reads its view.
+pub async fn read_view(addr: SocketAddr) -> Result<NodeView, String> {
+    read_view_as(addr, None).await
+}
+
+/// [`read_view`], logging in with `credentials` (a cluster with authentication on).
+pub async fn read_view_as(
     addr: SocketAddr,
     credentials: Option<Credentials>,
 ) -> Result<NodeView, String> {
