@@ -14,8 +14,13 @@
 //! cannot be resynchronized); a body that does not decode gets a Protocol error on its stream and
 //! the connection goes on. Every request is answered exactly once.
 //!
-//! Connection state is small: whether STARTUP happened, the session's keyspace (`USE`), and which
-//! events the client registered for. Schema changes made on any connection are broadcast to every
+//! Connection state is small: whether STARTUP happened, whether the connection is ready (STARTUP
+//! done and, with `authenticator: password`, logged in with one SASL PLAIN AUTH_RESPONSE — see
+//! [`crate::auth`]), the session's keyspace (`USE`) and role, and which events the client
+//! registered for. Until it is ready a connection is served nothing but OPTIONS, STARTUP and
+//! AUTH_RESPONSE, and one that is not ready within the startup timeout is closed, so idle or
+//! half-open clients cannot hold connections. With `client_encryption` the socket is wrapped in
+//! TLS first ([`crate::client_tls`]; the handshake counts against the same timeout). Schema changes made on any connection are broadcast to every
 //! connection registered for `SCHEMA_CHANGE`.
 //!
 //! Shutdown: the acceptor stops, readers stop reading, in-flight requests get
