@@ -30,6 +30,117 @@ pub enum Statement {
     Select(Select),
     Batch(Batch),
     Describe(Describe),
+    /// `CREATE ROLE [IF NOT EXISTS] r [WITH ...]`
+    CreateRole(CreateRole),
+    /// `ALTER ROLE r WITH ...`
+    AlterRole {
+        name: String,
+        options: RoleOptions,
+    },
+    /// `DROP ROLE [IF EXISTS] r`
+    DropRole {
+        name: String,
+        if_exists: bool,
+    },
+    /// `LIST ROLES [OF r]`
+    ListRoles {
+        of: Option<String>,
+    },
+    /// `GRANT <permissions> ON <resource> TO r`
+    Grant(Grant),
+    /// `REVOKE <permissions> ON <resource> FROM r`
+    Revoke(Grant),
+    /// `LIST <permissions> [ON <resource>] [OF r]`
+    ListPermissions(ListPermissions),
+}
+
+/// The `WITH` options of `CREATE ROLE` / `ALTER ROLE`; `None` is "not given".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleOptions {
+    pub password: Option<String>,
+    pub login: Option<bool>,
+    pub superuser: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRole {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub options: RoleOptions,
+}
+
+/// A permission on data resources, as CQL names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    Create,
+    Alter,
+    Drop,
+    Select,
+    Modify,
+    Authorize,
+}
+
+impl Permission {
+    /// Every permission, in Cassandra's listing order (what `ALL PERMISSIONS` means on data).
+    pub const ALL: [Permission; 6] = [
+        Permission::Create,
+        Permission::Alter,
+        Permission::Drop,
+        Permission::Select,
+        Permission::Modify,
+        Permission::Authorize,
+    ];
+
+    /// The upper-case CQL name (also how it is stored in `system_auth.role_permissions`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Create => "CREATE",
+            Permission::Alter => "ALTER",
+            Permission::Drop => "DROP",
+            Permission::Select => "SELECT",
+            Permission::Modify => "MODIFY",
+            Permission::Authorize => "AUTHORIZE",
+        }
+    }
+
+    /// The permission named `name` (any case).
+    pub fn from_name(name: &str) -> Option<Permission> {
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// The data resources permissions are granted on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// `ALL KEYSPACES`
+    AllKeyspaces,
+    /// `KEYSPACE k`
+    Keyspace(String),
+    /// `[TABLE] [k.]t` (the session keyspace applies when `k` is missing)
+    Table(QualifiedName),
+}
+
+/// `GRANT` / `REVOKE`: which permissions, on what, to or from whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `ALL [PERMISSIONS]` is every permission.
+    pub permissions: Vec<Permission>,
+    pub resource: Resource,
+    pub role: String,
+}
+
+/// `LIST ALL PERMISSIONS | LIST <perm> [PERMISSION]`, optionally `ON <resource>`, `OF <role>`,
+/// `NORECURSIVE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPermissions {
+    /// The permissions asked about (all of them for `ALL`).
+    pub permissions: Vec<Permission>,
+    pub resource: Option<Resource>,
+    pub role: Option<String>,
+    /// Only permissions granted on the resource itself, not on the resources containing it.
+    pub norecursive: bool,
 }
 
 /// `keyspace.name` or just `name` (the session's keyspace applies).

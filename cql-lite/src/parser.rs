@@ -40,9 +40,10 @@ use thiserror::Error;
 
 use crate::ast::{
     AlterTable, AlterTableAction, Assignment, Batch, BatchKind, BindMarker, ColumnDef,
-    CreateKeyspace, CreateTable, Delete, DeleteTarget, Describe, Insert, Literal, Operator,
-    OptionValue, Order, QualifiedName, Relation, RelationLhs, Select, SelectExpr, Selector,
-    Statement, Term, Update, Using,
+    CreateKeyspace, CreateRole, CreateTable, Delete, DeleteTarget, Describe, Grant, Insert,
+    ListPermissions, Literal, Operator, OptionValue, Order, Permission, QualifiedName, Relation,
+    RelationLhs, Resource, RoleOptions, Select, SelectExpr, Selector, Statement, Term, Update,
+    Using,
 };
 use crate::lexer::{self, is_iso_duration_word, Token, TokenKind};
 use crate::types::CqlType;
@@ -516,10 +517,19 @@ impl<'a> Parser<'a> {
             "alter" => self.alter(),
             "drop" => self.drop(),
             "describe" | "desc" => self.describe().map(Statement::Describe),
+            "grant" => {
+                self.advance();
+                self.grant("TO").map(Statement::Grant)
+            }
+            "revoke" => {
+                self.advance();
+                self.grant("FROM").map(Statement::Revoke)
+            }
+            "list" => self.list(),
             _ => Err(self.error_at(
                 &token,
                 "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, \
-                 TRUNCATE, USE or DESCRIBE)",
+                 TRUNCATE, USE, DESCRIBE, GRANT, REVOKE or LIST)",
             )),
         }
     }
@@ -541,6 +551,19 @@ impl<'a> Parser<'a> {
             Ok(Statement::CreateKeyspace(ks))
         } else if self.eat_kw("TABLE") || self.eat_synonym("COLUMNFAMILY") {
             self.create_table().map(Statement::CreateTable)
+        } else if self.eat_kw("ROLE") || self.eat_synonym("USER") {
+            let if_not_exists = self.if_not_exists()?;
+            let name = self.role_name()?;
+            let options = if self.eat_kw("WITH") {
+                self.role_options()?
+            } else {
+                RoleOptions::default()
+            };
+            Ok(Statement::CreateRole(CreateRole {
+                name,
+                if_not_exists,
+                options,
+            }))
         } else {
             Err(self.unexpected("TABLE"))
         }
@@ -556,6 +579,11 @@ impl<'a> Parser<'a> {
             ))
         } else if self.eat_kw("TABLE") || self.eat_synonym("COLUMNFAMILY") {
             self.alter_table().map(Statement::AlterTable)
+        } else if self.eat_kw("ROLE") || self.eat_synonym("USER") {
+            let name = self.role_name()?;
+            self.expect_kw("WITH")?;
+            let options = self.role_options()?;
+            Ok(Statement::AlterRole { name, options })
         } else {
             Err(self.unexpected("TABLE"))
         }
@@ -572,9 +600,159 @@ impl<'a> Parser<'a> {
             let if_exists = self.if_exists_prefix()?;
             let table = self.qualified_name("a table name")?;
             Ok(Statement::DropTable { table, if_exists })
+        } else if self.eat_kw("ROLE") || self.eat_synonym("USER") {
+            let if_exists = self.if_exists_prefix()?;
+            let name = self.role_name()?;
+            Ok(Statement::DropRole { name, if_exists })
         } else {
             Err(self.unexpected("TABLE"))
         }
+    }
+
+    /// A role name: an identifier or a string literal (`'Alice'` keeps its case).
+    fn role_name(&mut self) -> Result<String> {
+        if let TokenKind::String(name) = &self.cur().kind {
+            let name = name.clone();
+            self.advance();
+            return Ok(name);
+        }
+        self.ident("a role name")
+    }
+
+    /// `PASSWORD = 'p' AND LOGIN = true AND SUPERUSER = false`, each at most once.
+    fn role_options(&mut self) -> Result<RoleOptions> {
+        let mut options = RoleOptions::default();
+        loop {
+            let token = self.cur().clone();
+            let name = self.ident("PASSWORD, LOGIN or SUPERUSER")?;
+            self.expect(TokenKind::Eq)?;
+            let duplicate = match name.as_str() {
+                "password" => {
+                    let value = self.cur().clone();
+                    let TokenKind::String(p) = &value.kind else {
+                        return Err(self.error_at(&value, "a password as a 'string'"));
+                    };
+                    self.advance();
+                    options.password.replace(p.clone()).is_some()
+                }
+                "login" => {
+                    let b = self.bool_literal()?;
+                    options.login.replace(b).is_some()
+                }
+                "superuser" => {
+                    let b = self.bool_literal()?;
+                    options.superuser.replace(b).is_some()
+                }
+                _ => return Err(self.error_at(&token, "PASSWORD, LOGIN or SUPERUSER")),
+            };
+            if duplicate {
+                return Err(self.error_at(&token, "each role option at most once"));
+            }
+            if !self.eat_kw("AND") {
+                return Ok(options);
+            }
+        }
+    }
+
+    /// `true` or `false` (bare or quoted).
+    fn bool_literal(&mut self) -> Result<bool> {
+        let token = self.cur().clone();
+        let text = match &token.kind {
+            TokenKind::Word => self.text(&token).to_string(),
+            TokenKind::String(s) => s.clone(),
+            _ => String::new(),
+        };
+        let value = if text.eq_ignore_ascii_case("true") {
+            true
+        } else if text.eq_ignore_ascii_case("false") {
+            false
+        } else {
+            return Err(self.error_at(&token, "true or false"));
+        };
+        self.advance();
+        Ok(value)
+    }
+
+    /// `ALL [PERMISSIONS]` or one permission name followed by an optional `PERMISSION`.
+    fn permissions(&mut self) -> Result<Vec<Permission>> {
+        if self.eat_kw("ALL") {
+            let _ = self.eat_synonym("PERMISSIONS");
+            return Ok(Permission::ALL.to_vec());
+        }
+        let token = self.cur().clone();
+        let found = match token.kind {
+            TokenKind::Word => Permission::from_name(self.text(&token)),
+            _ => None,
+        };
+        let Some(p) = found else {
+            return Err(self.error_at(
+                &token,
+                "a permission (ALL, CREATE, ALTER, DROP, SELECT, MODIFY or AUTHORIZE)",
+            ));
+        };
+        self.advance();
+        let _ = self.eat_synonym("PERMISSION");
+        Ok(vec![p])
+    }
+
+    /// `ALL KEYSPACES | KEYSPACE k | [TABLE] [k.]t`
+    fn resource(&mut self) -> Result<Resource> {
+        if self.peek_kw("ALL") {
+            self.advance();
+            self.expect_kw("KEYSPACES")?;
+            return Ok(Resource::AllKeyspaces);
+        }
+        if self.eat_kw("KEYSPACE") {
+            return Ok(Resource::Keyspace(self.ident("a keyspace name")?));
+        }
+        let _ = self.eat_kw("TABLE") || self.eat_synonym("COLUMNFAMILY");
+        Ok(Resource::Table(self.qualified_name("a table name")?))
+    }
+
+    /// After GRANT / REVOKE: `<permissions> ON <resource> TO|FROM role`.
+    fn grant(&mut self, preposition: &'static str) -> Result<Grant> {
+        let permissions = self.permissions()?;
+        self.expect_kw("ON")?;
+        let resource = self.resource()?;
+        self.expect_kw(preposition)?;
+        let role = self.role_name()?;
+        Ok(Grant {
+            permissions,
+            resource,
+            role,
+        })
+    }
+
+    /// `LIST ROLES [OF r]`, `LIST USERS`, or `LIST <permissions> [ON res] [OF r] [NORECURSIVE]`.
+    fn list(&mut self) -> Result<Statement> {
+        self.advance();
+        if self.eat_kw("ROLES") || self.eat_synonym("USERS") {
+            let of = if self.eat_kw("OF") {
+                Some(self.role_name()?)
+            } else {
+                None
+            };
+            let _ = self.eat_synonym("NORECURSIVE");
+            return Ok(Statement::ListRoles { of });
+        }
+        let permissions = self.permissions()?;
+        let resource = if self.eat_kw("ON") {
+            Some(self.resource()?)
+        } else {
+            None
+        };
+        let role = if self.eat_kw("OF") {
+            Some(self.role_name()?)
+        } else {
+            None
+        };
+        let norecursive = self.eat_kw("NORECURSIVE");
+        Ok(Statement::ListPermissions(ListPermissions {
+            permissions,
+            resource,
+            role,
+            norecursive,
+        }))
     }
 
     /// `[IF NOT EXISTS]` before a name.

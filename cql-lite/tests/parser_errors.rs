@@ -49,9 +49,9 @@ fn syntax_errors_name_position_token_and_expectation() {
         ),
         ("UPDATE t SET a = 1", 1, 18, "<EOF>", "'+', ',' or WHERE"),
         ("DELETE FROM t", 1, 13, "<EOF>", "'.', USING or WHERE"),
-        ("CREATE INDEX ON t (v)", 1, 7, "INDEX", "KEYSPACE or TABLE"),
+        ("CREATE INDEX ON t (v)", 1, 7, "INDEX", "KEYSPACE, TABLE or ROLE"),
         ("ALTER TABLE t RENAME a TO b", 1, 14, "RENAME", "'.', ADD, DROP or WITH"),
-        ("DROP VIEW v", 1, 5, "VIEW", "KEYSPACE or TABLE"),
+        ("DROP VIEW v", 1, 5, "VIEW", "KEYSPACE, TABLE or ROLE"),
         ("CREATE TABLE t (k int PRIMARY KEY", 1, 33, "<EOF>", "',' or ')'"),
         ("CREATE TABLE t (k in)", 1, 18, "in", "a type (a native type, list, set, map, tuple or frozen; user-defined types are not supported)"),
         ("CREATE TABLE t (k map<int>)", 1, 25, ">", "','"),
@@ -74,9 +74,9 @@ fn syntax_errors_name_position_token_and_expectation() {
 #[test]
 fn statement_level_errors() {
     let cases: Vec<Case> = vec![
-        ("", 1, 0, "<EOF>", "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, TRUNCATE, USE or DESCRIBE)"),
-        ("  -- only a comment\n", 2, 0, "<EOF>", "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, TRUNCATE, USE or DESCRIBE)"),
-        ("GRANT ALL ON ks TO bob", 1, 0, "GRANT", "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, TRUNCATE, USE or DESCRIBE)"),
+        ("", 1, 0, "<EOF>", "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, TRUNCATE, USE, DESCRIBE, GRANT, REVOKE or LIST)"),
+        ("  -- only a comment\n", 2, 0, "<EOF>", "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, TRUNCATE, USE, DESCRIBE, GRANT, REVOKE or LIST)"),
+        ("COMMIT", 1, 0, "COMMIT", "a statement (SELECT, INSERT, UPDATE, DELETE, BEGIN BATCH, CREATE, ALTER, DROP, TRUNCATE, USE, DESCRIBE, GRANT, REVOKE or LIST)"),
     ];
     for (input, line, column, found, expected) in cases {
         let e = err(input);

@@ -35,6 +35,49 @@ pub enum CommitlogSync {
     Periodic,
 }
 
+/// Who may use the CQL listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Authenticator {
+    /// No authentication: every connection is ready after STARTUP (Cassandra's default,
+    /// `AllowAllAuthenticator`). Permissions are not checked either.
+    #[serde(rename = "allow_all", alias = "AllowAllAuthenticator")]
+    AllowAll,
+    /// Roles with passwords (SASL PLAIN, Cassandra's `PasswordAuthenticator`), and permissions
+    /// checked on every statement (Cassandra's `CassandraAuthorizer`).
+    #[serde(rename = "password", alias = "PasswordAuthenticator")]
+    Password,
+}
+
+/// A secret from the configuration: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// TLS for CQL clients (Cassandra's `client_encryption_options`). Off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientEncryption {
+    /// Serve CQL over TLS.
+    pub enabled: bool,
+    /// Accept plain connections too on the same port (told apart by their first byte); off, a
+    /// client that does not start with a TLS handshake is disconnected.
+    pub optional: bool,
+    /// PEM file of the server certificate (chain) shown to clients.
+    pub cert: Option<PathBuf>,
+    /// PEM file of the server certificate's private key.
+    pub key: Option<PathBuf>,
+    /// Require a client certificate that chains to `ca`.
+    pub require_client_auth: bool,
+    /// PEM file of the CA client certificates must chain to (with `require_client_auth`).
+    pub ca: Option<PathBuf>,
+}
+
 /// Everything a node can be configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +104,32 @@ pub struct Config {
     pub native_transport_max_requests_per_connection: u32,
     /// Client connections accepted at once; further connections are closed at once.
     pub native_transport_max_connections: u32,
+    /// A connection that has not finished STARTUP (and authentication, when it is on) this
+    /// long after it was accepted is closed, milliseconds; it bounds what idle or half-open
+    /// clients can hold.
+    pub native_transport_idle_startup_timeout_ms: u64,
+    /// `allow_all` (the default: no authentication, no permission checks) or `password`
+    /// (roles with passwords, permissions enforced; see `auth_superuser_*`).
+    pub authenticator: Authenticator,
+    /// Name of the superuser role every node creates at start when `authenticator: password`
+    /// (written with timestamp 0, so a later `ALTER ROLE` or `DROP ROLE` wins).
+    pub auth_superuser_name: String,
+    /// Password of that superuser; required with `authenticator: password` (there is no default
+    /// password). Better given as the environment variable `RINGDB_AUTH_SUPERUSER_PASSWORD`
+    /// than written in a file.
+    pub auth_superuser_password: Option<Secret>,
+    /// How long a node reuses a role's record and permissions read from `system_auth`,
+    /// milliseconds (Cassandra's `roles_validity` / `permissions_validity`): a GRANT, REVOKE or
+    /// ALTER made on another node takes up to this long to apply here.
+    pub auth_cache_validity_ms: u64,
+    /// Failed logins from one client address after which that address is refused without a
+    /// password check for `auth_failed_login_lockout_ms` (0: no limit).
+    pub auth_max_failed_logins: u32,
+    /// How long a client address is refused after too many failed logins, and the window its
+    /// failures are counted in, milliseconds.
+    pub auth_failed_login_lockout_ms: u64,
+    /// TLS for CQL clients: `enabled`, `optional`, `cert`, `key`, `require_client_auth`, `ca`.
+    pub client_encryption: ClientEncryption,
     /// Seed nodes, `host[:port]`, contacted first to join the cluster. A list, or a
     /// comma-separated string.
     #[serde(deserialize_with = "deserialize_seeds")]
@@ -160,6 +229,14 @@ impl Default for Config {
             native_transport_max_frame_size: 256 * 1024 * 1024,
             native_transport_max_requests_per_connection: 1024,
             native_transport_max_connections: 4096,
+            native_transport_idle_startup_timeout_ms: 10_000,
+            authenticator: Authenticator::AllowAll,
+            auth_superuser_name: "cassandra".to_string(),
+            auth_superuser_password: None,
+            auth_cache_validity_ms: 2000,
+            auth_max_failed_logins: 5,
+            auth_failed_login_lockout_ms: 60_000,
+            client_encryption: ClientEncryption::default(),
             seeds: Vec::new(),
             data_dir: PathBuf::from("ringdb-data"),
             internode_ca: None,
@@ -443,6 +520,49 @@ impl Config {
                 "internode_ca, internode_cert and internode_key go together: set all three or none"
                     .into(),
             ));
+        }
+        if self.native_transport_idle_startup_timeout_ms == 0 {
+            return Err(bad(
+                "native_transport_idle_startup_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.auth_superuser_name.trim().is_empty() {
+            return Err(bad("auth_superuser_name", "must not be empty".into()));
+        }
+        if self.authenticator == Authenticator::Password {
+            let missing = self
+                .auth_superuser_password
+                .as_ref()
+                .is_none_or(|p| p.0.is_empty());
+            if missing {
+                return Err(bad(
+                    "auth_superuser_password",
+                    "authenticator: password needs a password for the superuser role \
+                     (there is no default password): set auth_superuser_password or the \
+                     environment variable RINGDB_AUTH_SUPERUSER_PASSWORD"
+                        .into(),
+                ));
+            }
+        }
+        let tls = &self.client_encryption;
+        if tls.enabled {
+            for (field, value) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if value.is_none() {
+                    return Err(bad(
+                        "client_encryption",
+                        format!("enabled: true needs `{field}` (a PEM file)"),
+                    ));
+                }
+            }
+            if tls.require_client_auth && tls.ca.is_none() {
+                return Err(bad(
+                    "client_encryption",
+                    "require_client_auth: true needs `ca` (the PEM file of the CA client \
+                     certificates chain to)"
+                        .into(),
+                ));
+            }
         }
         if !(10..=60_000).contains(&self.gossip_interval_ms) {
             return Err(bad(
@@ -734,5 +854,45 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("phi_convict_threshold"), "{err}");
+    }
+
+    #[test]
+    fn password_auth_needs_a_superuser_password_and_tls_needs_its_files() {
+        let err = load(None, &[], &["authenticator=password"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth_superuser_password")
+                && err.contains("RINGDB_AUTH_SUPERUSER_PASSWORD"),
+            "{err}"
+        );
+        let c = load(
+            None,
+            &[("RINGDB_AUTH_SUPERUSER_PASSWORD", "pw")],
+            &["authenticator=PasswordAuthenticator"],
+        )
+        .unwrap();
+        assert_eq!(c.authenticator, Authenticator::Password);
+        assert_eq!(c.auth_superuser_name, "cassandra");
+        assert_eq!(c.auth_superuser_password, Some(Secret("pw".into())));
+        assert!(!format!("{c:?}").contains("\"pw\""));
+        let err = load(Some("client_encryption:\n  enabled: true\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("client_encryption") && err.contains("cert"),
+            "{err}"
+        );
+        let c = load(
+            Some("client_encryption:\n  enabled: true\n  cert: /c.pem\n  key: /k.pem\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert!(c.client_encryption.enabled && !c.client_encryption.optional);
+        let err = load(Some("client_encryption:\n  enabeld: true\n"), &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("enabeld"), "{err}");
     }
 }

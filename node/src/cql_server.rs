@@ -14,8 +14,13 @@
 //! cannot be resynchronized); a body that does not decode gets a Protocol error on its stream and
 //! the connection goes on. Every request is answered exactly once.
 //!
-//! Connection state is small: whether STARTUP happened, the session's keyspace (`USE`), and which
-//! events the client registered for. Schema changes made on any connection are broadcast to every
+//! Connection state is small: whether STARTUP happened, whether the connection is ready (STARTUP
+//! done and, with `authenticator: password`, logged in with one SASL PLAIN AUTH_RESPONSE — see
+//! [`crate::auth`]), the session's keyspace (`USE`) and role, and which events the client
+//! registered for. Until it is ready a connection is served nothing but OPTIONS, STARTUP and
+//! AUTH_RESPONSE, and one that is not ready within the startup timeout is closed, so idle or
+//! half-open clients cannot hold connections. With `client_encryption` the socket is wrapped in
+//! TLS first ([`crate::client_tls`]; the handshake counts against the same timeout). Schema changes made on any connection are broadcast to every
 //! connection registered for `SCHEMA_CHANGE`.
 //!
 //! Shutdown: the acceptor stops, readers stop reading, in-flight requests get
@@ -28,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
@@ -40,6 +45,7 @@ use ringdb_cql::message::{
     SchemaChangeTarget, SchemaChangeType, WriteType,
 };
 
+use crate::client_tls::ClientTls;
 use crate::executor::{self, ExecError, Executor, QueryResult, Session};
 use crate::metrics as m;
 use crate::server::DRAIN_TIMEOUT;
@@ -53,6 +59,9 @@ pub struct ServerLimits {
     pub max_requests_per_connection: usize,
     /// Connections open at once; more are closed on accept.
     pub max_connections: usize,
+    /// A connection not ready (STARTUP done and, with authentication, logged in) this long
+    /// after it was accepted is closed; it also bounds a TLS handshake.
+    pub startup_timeout: std::time::Duration,
 }
 
 /// CQL versions advertised in SUPPORTED; drivers echo the first in STARTUP.
@@ -68,6 +77,7 @@ pub struct CqlServer {
     listener: TcpListener,
     executor: Executor,
     limits: ServerLimits,
+    tls: Option<ClientTls>,
     events: broadcast::Sender<Event>,
     open_connections: Arc<AtomicUsize>,
 }
@@ -85,9 +95,16 @@ impl CqlServer {
             listener,
             executor,
             limits,
+            tls: None,
             events,
             open_connections: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Serves clients over TLS (see [`crate::client_tls`]).
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> CqlServer {
+        self.tls = tls;
+        self
     }
 
     /// Where to send events for registered clients (topology and status changes come from
@@ -139,8 +156,9 @@ impl CqlServer {
                     metrics::counter!(m::CONNECTIONS_TOTAL).increment(1);
                     metrics::gauge!(m::CONNECTIONS).increment(1.0);
                     let shutdown = shutdown.clone();
+                    let tls = self.tls.clone();
                     connections.spawn(async move {
-                        conn.serve(socket, shutdown).await;
+                        conn.accept(socket, tls, shutdown).await;
                         open.fetch_sub(1, Ordering::Relaxed);
                         metrics::gauge!(m::CONNECTIONS).decrement(1.0);
                     });
@@ -169,6 +187,8 @@ impl CqlServer {
 #[derive(Default)]
 struct ConnState {
     started: AtomicBool,
+    /// STARTUP done and, with authentication, logged in: statements may run.
+    ready: AtomicBool,
     session: Mutex<Session>,
     /// Event types registered for (`SCHEMA_CHANGE`, ...).
     registered: Mutex<Vec<String>>,
@@ -183,8 +203,49 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, socket: TcpStream, mut shutdown: watch::Receiver<bool>) {
-        let (mut reader, writer) = socket.into_split();
+    /// Runs the TLS handshake if the listener has TLS (bounded by the startup timeout), then
+    /// serves the connection.
+    async fn accept(
+        self,
+        socket: TcpStream,
+        tls: Option<ClientTls>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let Some(tls) = tls else {
+            let (reader, writer) = socket.into_split();
+            return self.serve(reader, writer, shutdown).await;
+        };
+        let timeout = self.limits.startup_timeout;
+        if tls.optional {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(timeout, socket.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] != crate::client_tls::TLS_HANDSHAKE_RECORD => {
+                    let (reader, writer) = socket.into_split();
+                    return self.serve(reader, writer, shutdown).await;
+                }
+                Ok(Ok(1)) => {}
+                _ => return,
+            }
+        }
+        match tokio::time::timeout(timeout, tls.acceptor.accept(socket)).await {
+            Ok(Ok(stream)) => {
+                let (reader, writer) = tokio::io::split(stream);
+                self.serve(reader, writer, shutdown).await
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "client TLS handshake failed; closing");
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "client TLS handshake timed out; closing");
+            }
+        }
+    }
+
+    async fn serve<R, W>(self, mut reader: R, writer: W, mut shutdown: watch::Receiver<bool>)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (out_tx, out_rx) =
             mpsc::channel::<Vec<u8>>(self.limits.max_requests_per_connection + 16);
         let writer_task = tokio::spawn(write_loop(writer, out_rx));
@@ -194,6 +255,8 @@ impl Connection {
         let mut events_rx: Option<broadcast::Receiver<Event>> = Some(self.events.subscribe());
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let this = Arc::new(self);
+        let startup_deadline = tokio::time::sleep(this.limits.startup_timeout);
+        tokio::pin!(startup_deadline);
 
         'conn: loop {
             // Serve every whole frame already buffered.
@@ -250,6 +313,11 @@ impl Connection {
                             let _ = out_tx.send(bytes).await;
                         }
                     }
+                }
+                _ = &mut startup_deadline, if !this.state.ready.load(Ordering::Acquire) => {
+                    tracing::debug!(peer = %this.peer, timeout = ?this.limits.startup_timeout,
+                        "closing a connection that did not complete STARTUP/authentication in time");
+                    break 'conn;
                 }
                 _ = crate::server::stopping(&mut shutdown) => break 'conn,
             }
@@ -309,15 +377,21 @@ impl Connection {
                     )));
                 }
                 self.state.started.store(true, Ordering::Release);
+                if self.executor.auth().is_some() && !self.state.ready.load(Ordering::Acquire) {
+                    return Response::Authenticate(crate::auth::PASSWORD_AUTHENTICATOR.to_string());
+                }
+                self.state.ready.store(true, Ordering::Release);
                 Response::Ready
             }
             _ if !started => error(ErrorBody::protocol(format!(
                 "Unexpected message {}, expecting STARTUP or OPTIONS",
                 request_name(&request)
             ))),
-            Request::AuthResponse(_) => error(ErrorBody::protocol(
-                "Unexpected AUTH_RESPONSE: authentication is not enabled",
-            )),
+            Request::AuthResponse(token) => self.authenticate(token.as_deref()).await,
+            _ if !self.state.ready.load(Ordering::Acquire) => error(ErrorBody::protocol(format!(
+                "Unexpected message {}, expecting AUTH_RESPONSE: authentication is required",
+                request_name(&request)
+            ))),
             Request::Register { events } => {
                 for e in &events {
                     if !matches!(
@@ -407,6 +481,40 @@ impl Connection {
         }
     }
 
+    /// Checks a SASL PLAIN token (`[authzid] \0 user \0 password`) and, if it is good, marks
+    /// the connection ready for the role.
+    async fn authenticate(&self, token: Option<&[u8]>) -> Response {
+        let Some(auth) = self.executor.auth() else {
+            return error(ErrorBody::protocol(
+                "Unexpected AUTH_RESPONSE: authentication is not enabled",
+            ));
+        };
+        if self.state.ready.load(Ordering::Acquire) {
+            return error(ErrorBody::protocol(
+                "Unexpected AUTH_RESPONSE: this connection is already authenticated",
+            ));
+        }
+        let Some((user, password)) = token.and_then(parse_sasl_plain) else {
+            return error(ErrorBody::new(
+                ErrorKind::BadCredentials,
+                "Authentication failed: the token is not SASL PLAIN (\\0user\\0password)",
+            ));
+        };
+        match auth
+            .login(&self.executor, &user, &password, self.peer.ip())
+            .await
+        {
+            Ok(()) => {
+                if let Ok(mut s) = self.state.session.lock() {
+                    s.user = Some(user);
+                }
+                self.state.ready.store(true, Ordering::Release);
+                Response::AuthSuccess(None)
+            }
+            Err(e) => error(ErrorBody::new(ErrorKind::BadCredentials, e.to_string())),
+        }
+    }
+
     fn session(&self) -> Session {
         self.state
             .session
@@ -474,7 +582,7 @@ async fn recv_event(rx: &mut Option<broadcast::Receiver<Event>>) -> Option<Event
     }
 }
 
-async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut batch = Vec::with_capacity(READ_CHUNK);
     while let Some(first) = rx.recv().await {
         batch.clear();
@@ -492,6 +600,20 @@ async fn write_loop(mut writer: tokio::net::tcp::OwnedWriteHalf, mut rx: mpsc::R
         metrics::counter!(m::BYTES_SENT).increment(batch.len() as u64);
     }
     let _ = writer.shutdown().await;
+}
+
+/// Splits a SASL PLAIN message (RFC 4616: `[authzid] NUL authcid NUL passwd`) into user and
+/// password; `None` if it is not one or is not UTF-8.
+fn parse_sasl_plain(token: &[u8]) -> Option<(String, String)> {
+    let mut parts = token.split(|b| *b == 0);
+    let (_authzid, user, password) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || user.is_empty() {
+        return None;
+    }
+    Some((
+        String::from_utf8(user.to_vec()).ok()?,
+        String::from_utf8(password.to_vec()).ok()?,
+    ))
 }
 
 fn supported() -> HashMap<String, Vec<String>> {
@@ -660,4 +782,35 @@ pub fn exec_error_body(e: ExecError) -> ErrorBody {
         ExecError::Server(_) => ErrorKind::Server,
     };
     ErrorBody::new(kind, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sasl_plain;
+
+    #[test]
+    fn sasl_plain_tokens() {
+        assert_eq!(
+            parse_sasl_plain(b"\0alice\0pw"),
+            Some(("alice".into(), "pw".into()))
+        );
+        assert_eq!(
+            parse_sasl_plain(b"admin\0alice\0p\xc3\xa9"),
+            Some(("alice".into(), "p\u{e9}".into()))
+        );
+        assert_eq!(
+            parse_sasl_plain(b"\0alice\0"),
+            Some(("alice".into(), String::new()))
+        );
+        for bad in [
+            &b""[..],
+            b"alice",
+            b"\0alice",
+            b"\0\0pw",
+            b"\0a\0b\0c",
+            b"\0\xff\0pw",
+        ] {
+            assert_eq!(parse_sasl_plain(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -23,8 +23,10 @@
 //! - [`bench`]: `ringdb bench`, the load generator, and the null server it is measured against.
 
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod chaos;
+pub mod client_tls;
 pub mod clock;
 pub mod cluster;
 pub mod commitlog;

@@ -309,7 +309,11 @@ fn init_logging(default_filter: &str) {
 fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::Result<()> {
     let loaded = Config::load(config.as_deref(), std::env::vars(), &sets)?;
     if check {
-        print!("{}", serde_yaml::to_string(&loaded.config)?);
+        let mut shown = loaded.config.clone();
+        if shown.auth_superuser_password.is_some() {
+            shown.auth_superuser_password = Some(ringdb_node::config::Secret("<hidden>".into()));
+        }
+        print!("{}", serde_yaml::to_string(&shown)?);
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }

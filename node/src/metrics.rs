@@ -49,6 +49,7 @@ pub const ERRORS: &str = "ringdb_cql_errors_total";
 pub const CONNECTIONS: &str = "ringdb_cql_connections";
 pub const CONNECTIONS_TOTAL: &str = "ringdb_cql_connections_total";
 pub const CONNECTIONS_REJECTED: &str = "ringdb_cql_connections_rejected_total";
+pub const AUTH_FAILURES: &str = "ringdb_cql_auth_failures_total";
 pub const BYTES_RECEIVED: &str = "ringdb_cql_bytes_received_total";
 pub const BYTES_SENT: &str = "ringdb_cql_bytes_sent_total";
 pub const STORAGE_BYTES: &str = "ringdb_storage_bytes";
@@ -106,6 +107,10 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REJECTED,
         "CQL client connections refused (limit reached)"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Failed CQL logins (wrong password, unknown role, locked-out address)"
     );
     describe_counter!(BYTES_RECEIVED, Unit::Bytes, "Bytes read from CQL clients");
     describe_counter!(BYTES_SENT, Unit::Bytes, "Bytes written to CQL clients");

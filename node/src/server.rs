@@ -242,10 +242,24 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         max_frame_len: config.native_transport_max_frame_size as usize,
         max_requests_per_connection: config.native_transport_max_requests_per_connection as usize,
         max_connections: config.native_transport_max_connections as usize,
+        startup_timeout: Duration::from_millis(config.native_transport_idle_startup_timeout_ms),
     };
+    let auth = auth_from_config(&config)?;
+    if let Some(auth) = &auth {
+        executor.enable_auth(auth.clone());
+        tracing::info!(
+            superuser = auth.superuser_name(),
+            "authentication on (authenticator: password)"
+        );
+    }
+    let client_tls = crate::client_tls::load(&config.client_encryption)?;
+    if let Some(tls) = &client_tls {
+        tracing::info!(optional = tls.optional, "client TLS on");
+    }
     let server = CqlServer::bind(cql_addr, executor.clone(), limits)
         .await
-        .with_context(|| format!("binding the CQL listener on {cql_addr}"))?;
+        .with_context(|| format!("binding the CQL listener on {cql_addr}"))?
+        .with_tls(client_tls);
     let cql_addr = server.local_addr();
     let repair = crate::repair::RepairService::new(
         coordinator.clone(),
@@ -340,6 +354,11 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         &shutdown_rx,
     );
     tasks.extend(admin.await);
+    if let Some(auth) = auth {
+        tasks.push(tokio::spawn(
+            auth.keep_superuser(executor.clone(), shutdown_rx.clone()),
+        ));
+    }
     tasks.push(tokio::spawn(server.run(shutdown_rx)));
     tracing::info!(%cql_addr, cluster = %config.cluster_name, "ringdb node ready: serving CQL");
 
@@ -351,6 +370,26 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         membership: Some(membership),
         exit,
     })
+}
+
+/// Authentication and authorization from the configuration; `None` with `authenticator:
+/// allow_all`.
+fn auth_from_config(config: &Config) -> anyhow::Result<Option<Arc<crate::auth::Auth>>> {
+    if config.authenticator != crate::config::Authenticator::Password {
+        return Ok(None);
+    }
+    let Some(password) = config.auth_superuser_password.as_ref() else {
+        anyhow::bail!(
+            "authenticator: password needs auth_superuser_password (or RINGDB_AUTH_SUPERUSER_PASSWORD)"
+        );
+    };
+    Ok(Some(crate::auth::Auth::new(crate::auth::AuthSettings {
+        superuser_name: config.auth_superuser_name.clone(),
+        superuser_password: password.0.clone(),
+        cache_validity: Duration::from_millis(config.auth_cache_validity_ms),
+        max_failed_logins: config.auth_max_failed_logins,
+        failed_login_lockout: Duration::from_millis(config.auth_failed_login_lockout_ms),
+    })))
 }
 
 /// How long a node changing the ring waits for the others to notice (the join settle time).

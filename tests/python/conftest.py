@@ -45,8 +45,10 @@ def ringdb_binary() -> Path:
     return binary
 
 
-def start_node(binary: Path, config: dict[str, str] | None = None) -> RingdbNode:
-    node = RingdbNode(binary, config)
+def start_node(
+    binary: Path, config: dict[str, str] | None = None, ssl_context=None
+) -> RingdbNode:
+    node = RingdbNode(binary, config, ssl_context=ssl_context)
     ACTIVE_NODES.append(node)
     try:
         node.start().wait_ready()

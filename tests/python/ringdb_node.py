@@ -69,9 +69,11 @@ def unique_ip() -> str:
     raise RuntimeError("no free 127.0.x.y address after 1024 tries")
 
 
-def options_ping(ip: str, port: int, timeout: float = 2.0) -> None:
-    """One protocol v4 OPTIONS → SUPPORTED round trip on a fresh connection."""
-    with socket.create_connection((ip, port), timeout=timeout) as s:
+def options_ping(ip: str, port: int, timeout: float = 2.0, ssl_context=None) -> None:
+    """One protocol v4 OPTIONS → SUPPORTED round trip on a fresh connection (over TLS when an
+    `ssl.SSLContext` is given)."""
+    with socket.create_connection((ip, port), timeout=timeout) as raw:
+        s = ssl_context.wrap_socket(raw) if ssl_context is not None else raw
         s.settimeout(timeout)
         s.sendall(bytes([0x04, 0, 0, 0, 0x05, 0, 0, 0, 0]))
         header = _recv_exact(s, 9)
@@ -102,8 +104,12 @@ def _scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class RingdbNode:
     """One `ringdb node` process with its own temp dir and loopback address."""
 
-    def __init__(self, binary: Path, config: dict[str, str] | None = None):
+    def __init__(
+        self, binary: Path, config: dict[str, str] | None = None, ssl_context=None
+    ):
         self.binary = binary
+        # Used by wait_ready for nodes that serve CQL over TLS only.
+        self.ssl_context = ssl_context
         self.ip = unique_ip()
         self.port = NATIVE_TRANSPORT_PORT
         self.dir = Path(tempfile.mkdtemp(prefix=f"ringdb-pytest-{self.ip}-"))
@@ -168,7 +174,7 @@ class RingdbNode:
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
             try:
-                options_ping(self.ip, self.port)
+                options_ping(self.ip, self.port, ssl_context=self.ssl_context)
                 return self
             except (OSError, RuntimeError) as e:
                 last = str(e)

@@ -164,6 +164,7 @@ impl Cluster {
             let probes = pending.iter().map(|n| async move {
                 let options = ringdb_cql::client::ClientOptions {
                     connect_timeout: Duration::from_secs(2),
+                    credentials: n.credentials.clone(),
                     ..Default::default()
                 };
                 ringdb_cql::client::Client::connect(n.cql_addr, options)
@@ -213,7 +214,7 @@ impl Cluster {
     /// What one node says about the cluster (its `system.peers` and `cluster_status`).
     pub async fn view(&self, name: &str) -> Result<NodeView, ClusterError> {
         let node = self.node(name)?;
-        probe::read_view(node.cql_addr)
+        probe::read_view_as(node.cql_addr, node.credentials.clone())
             .await
             .map_err(|e| ClusterError::Stuck {
                 node: name.to_string(),
@@ -232,8 +233,12 @@ impl Cluster {
                     .unwrap_or(false)
             })
             .collect();
-        let views =
-            futures::future::join_all(running.iter().map(|n| probe::read_view(n.cql_addr))).await;
+        let views = futures::future::join_all(
+            running
+                .iter()
+                .map(|n| probe::read_view_as(n.cql_addr, n.credentials.clone())),
+        )
+        .await;
         running
             .into_iter()
             .zip(views)

@@ -278,6 +278,9 @@ pub struct NodeHandle {
     pub log_path: PathBuf,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// The superuser's credentials when the cluster runs with `authenticator: password` (from
+    /// `--set`): the cluster manager logs in with them to watch the nodes.
+    pub credentials: Option<ringdb_cql::client::Credentials>,
     /// Its certificate, key and CA copy.
     pub certs_dir: PathBuf,
 }
@@ -669,7 +672,28 @@ fn handle(dir: &Path, m: &Manifest, n: &NodeEntry) -> NodeHandle {
         data_dir: node_dir.join("data"),
         certs_dir: node_dir.join("certs"),
         dir: node_dir,
+        credentials: superuser_credentials(&m.extra_config),
     }
+}
+
+/// The superuser's name and password from a cluster's extra configuration, when it turns
+/// password authentication on.
+fn superuser_credentials(extra: &[(String, String)]) -> Option<ringdb_cql::client::Credentials> {
+    let get = |key: &str| {
+        extra
+            .iter()
+            .rev()
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
+    };
+    let authenticator = get("authenticator")?;
+    if !matches!(authenticator.as_str(), "password" | "PasswordAuthenticator") {
+        return None;
+    }
+    Some(ringdb_cql::client::Credentials {
+        username: get("auth_superuser_name").unwrap_or_else(|| "cassandra".to_string()),
+        password: get("auth_superuser_password")?,
+    })
 }
 
 /// Makes a node's folder: data dir, certificate issued by the cluster CA for its address, and

@@ -16,7 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::status::{cell, inet, text, text_set, uuid};
-use ringdb_cql::client::{Client, ClientError, ClientOptions, QueryOptions, Rows, NO_VALUES};
+use ringdb_cql::client::{
+    Client, ClientError, ClientOptions, Credentials, QueryOptions, Rows, NO_VALUES,
+};
 use ringdb_cql::message::error_code;
 
 /// One row of a node's `system.peers`.
@@ -85,10 +87,19 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Connects to a node's CQL endpoint and reads its view.
 pub async fn read_view(addr: SocketAddr) -> Result<NodeView, String> {
+    read_view_as(addr, None).await
+}
+
+/// [`read_view`], logging in with `credentials` (a cluster with authentication on).
+pub async fn read_view_as(
+    addr: SocketAddr,
+    credentials: Option<Credentials>,
+) -> Result<NodeView, String> {
     let work = async {
         let options = ClientOptions {
             connect_timeout: PROBE_TIMEOUT,
             request_timeout: PROBE_TIMEOUT,
+            credentials,
             ..ClientOptions::default()
         };
         let client = Client::connect(addr, options)

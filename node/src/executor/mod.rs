@@ -71,6 +71,9 @@ pub const CONSISTENCY_ONE: u16 = 0x0001;
 pub struct Session {
     /// The keyspace set by `USE`, used for unqualified table names.
     pub keyspace: Option<String>,
+    /// The role the connection logged in as (`authenticator: password`); `None` without
+    /// authentication.
+    pub user: Option<String>,
 }
 
 /// A value bound to a marker.
@@ -319,6 +322,8 @@ struct Inner {
     cluster: RwLock<ClusterInfoFn>,
     schema_announcer: RwLock<SchemaAnnouncerFn>,
     prepared: Mutex<prepared::PreparedCache>,
+    /// Authentication and authorization, when `authenticator: password`.
+    auth: std::sync::OnceLock<Arc<crate::auth::Auth>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -391,6 +396,7 @@ impl Executor {
                 prepared: Mutex::new(prepared::PreparedCache::new(
                     prepared::PREPARED_CACHE_CAPACITY,
                 )),
+                auth: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -432,6 +438,59 @@ impl Executor {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         announcer().await;
+    }
+
+    /// Turns authorization on: from now on every statement is checked against the session's
+    /// role (see [`crate::auth`]). Set once, at start; later calls are ignored.
+    pub fn enable_auth(&self, auth: Arc<crate::auth::Auth>) {
+        let _ = self.inner.auth.set(auth);
+    }
+
+    /// Authentication and authorization, if enabled.
+    pub fn auth(&self) -> Option<&Arc<crate::auth::Auth>> {
+        self.inner.auth.get()
+    }
+
+    /// Runs a statement for the node itself (role management reads and writes `system_auth`
+    /// with it): no permission checks, and writes to `system_auth` allowed.
+    pub(crate) async fn run_internal(
+        &self,
+        text: &str,
+        values: &[ringdb_cql::types::CqlValue],
+        consistency: u16,
+    ) -> Result<QueryResult, ExecError> {
+        let stmt = parse(text)?;
+        let values: Vec<BoundValue> = values
+            .iter()
+            .map(|v| BoundValue::Bytes(v.serialize()))
+            .collect();
+        let bindings = Bindings::positional(&values, stmt.bind_marker_count())?;
+        let opts = QueryOptions {
+            consistency,
+            ..QueryOptions::default()
+        };
+        let mut session = Session::default();
+        // Boxed: role statements run internal statements, which could be role statements.
+        Box::pin(self.run_statement(&mut session, &stmt, None, bindings, &opts, true)).await
+    }
+
+    /// Fails with Unauthorized unless the session's role may run `stmt` (always passes without
+    /// authentication).
+    async fn authorize(
+        &self,
+        session: &Session,
+        stmt: &Statement,
+        keyspace: Option<&str>,
+    ) -> Result<(), ExecError> {
+        let Some(auth) = self.auth() else {
+            return Ok(());
+        };
+        let Some(role) = session.user.as_deref() else {
+            return Err(ExecError::Unauthorized(
+                "You have not logged in: authentication is required".into(),
+            ));
+        };
+        auth.authorize(self, role, stmt, keyspace).await
     }
 
     /// The current schema snapshot.
@@ -615,6 +674,9 @@ impl Executor {
                 }
             }
         }
+        for (stmt, ks, _) in &statements {
+            self.authorize(session, stmt, ks.as_deref()).await?;
+        }
         let schema = self.schema();
         let timestamp = opts.timestamp.unwrap_or_else(|| self.inner.clock.now());
         let now = self.inner.clock.wall_seconds();
@@ -627,6 +689,7 @@ impl Executor {
                 now,
                 default_timestamp: Some(timestamp),
                 consistency: opts.consistency,
+                system_auth_writes: false,
             };
             self.add_modification(&schema, stmt, ks.as_deref(), &env, &mut set)
                 .await?;
@@ -687,6 +750,7 @@ impl Executor {
             .await
     }
 
+    /// Runs a client's statement: checks its permissions first.
     async fn run(
         &self,
         session: &mut Session,
@@ -694,6 +758,21 @@ impl Executor {
         keyspace: Option<&str>,
         bindings: Bindings<'_>,
         opts: &QueryOptions,
+    ) -> Result<QueryResult, ExecError> {
+        self.authorize(session, stmt, keyspace).await?;
+        self.run_statement(session, stmt, keyspace, bindings, opts, false)
+            .await
+    }
+
+    /// Runs a statement; `privileged` (the node's own statements) may write `system_auth`.
+    async fn run_statement(
+        &self,
+        session: &mut Session,
+        stmt: &Statement,
+        keyspace: Option<&str>,
+        bindings: Bindings<'_>,
+        opts: &QueryOptions,
+        privileged: bool,
     ) -> Result<QueryResult, ExecError> {
         let schema = self.schema();
         match stmt {
@@ -728,6 +807,7 @@ impl Executor {
                     now: self.inner.clock.wall_seconds(),
                     default_timestamp: opts.timestamp,
                     consistency: opts.consistency,
+                    system_auth_writes: privileged,
                 };
                 let mut set = write::MutationSet::default();
                 self.add_modification(&schema, stmt, keyspace, &env, &mut set)
@@ -758,6 +838,7 @@ impl Executor {
                     now: self.inner.clock.wall_seconds(),
                     default_timestamp: Some(timestamp),
                     consistency: opts.consistency,
+                    system_auth_writes: privileged,
                 };
                 let mut set = write::MutationSet::default();
                 for s in &b.statements {
@@ -788,6 +869,29 @@ impl Executor {
             | Statement::AlterTable(_)
             | Statement::DropTable { .. }
             | Statement::Truncate(_) => self.run_ddl(stmt, keyspace, opts).await,
+            Statement::CreateRole(_)
+            | Statement::AlterRole { .. }
+            | Statement::DropRole { .. }
+            | Statement::ListRoles { .. }
+            | Statement::Grant(_)
+            | Statement::Revoke(_)
+            | Statement::ListPermissions(_) => {
+                let Some(auth) = self.auth() else {
+                    return invalid(
+                        "Role management needs authentication: this node runs with \
+                         `authenticator: allow_all` (set `authenticator: password`)",
+                    );
+                };
+                let caller = crate::auth::statements::Caller {
+                    role: if privileged {
+                        None
+                    } else {
+                        session.user.as_deref()
+                    },
+                    session_keyspace: keyspace,
+                };
+                auth.run_statement(self, stmt, &caller).await
+            }
         }
     }
 

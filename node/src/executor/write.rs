@@ -42,6 +42,9 @@ pub(crate) struct WriteEnv<'a> {
     /// Timestamp for statements that do not set their own (batch-level or client default).
     pub default_timestamp: Option<i64>,
     pub consistency: u16,
+    /// The node's own writes to `system_auth` (role management); never set for a client's
+    /// statement, which may not modify a system keyspace.
+    pub system_auth_writes: bool,
 }
 
 /// The timestamp and TTL of one statement.
@@ -125,6 +128,14 @@ fn attrs(
         ttl,
         now: env.now,
     })
+}
+
+/// Rejects writes to read-only tables, except the node's own writes to `system_auth`.
+fn check_env_writable(env: &WriteEnv<'_>, table: &TableDef) -> Result<(), ExecError> {
+    if env.system_auth_writes && table.keyspace == crate::auth::AUTH_KEYSPACE && !table.is_virtual {
+        return Ok(());
+    }
+    check_writable(table)
 }
 
 /// Rejects writes to read-only tables.
@@ -337,7 +348,7 @@ pub(crate) fn insert(
     ins: &Insert,
     out: &mut MutationSet,
 ) -> Result<(), ExecError> {
-    check_writable(table)?;
+    check_env_writable(env, table)?;
     if ins.if_not_exists {
         return invalid(LWT_UNSUPPORTED);
     }
@@ -548,7 +559,7 @@ pub(crate) async fn update(
     upd: &Update,
     out: &mut MutationSet,
 ) -> Result<(), ExecError> {
-    check_writable(table)?;
+    check_env_writable(env, table)?;
     if upd.if_exists || !upd.conditions.is_empty() {
         return invalid(LWT_UNSUPPORTED);
     }
@@ -815,7 +826,7 @@ pub(crate) async fn delete(
     del: &Delete,
     out: &mut MutationSet,
 ) -> Result<(), ExecError> {
-    check_writable(table)?;
+    check_env_writable(env, table)?;
     if del.if_exists || !del.conditions.is_empty() {
         return invalid(LWT_UNSUPPORTED);
     }

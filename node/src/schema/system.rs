@@ -318,7 +318,23 @@ fn system_schema_tables() -> Vec<TableDef> {
     ]
 }
 
+/// Replication factor of `system_auth` (SimpleStrategy): every node of a cluster of up to three
+/// holds every role, so that logins work with nodes down; roles are few and small.
+pub const AUTH_REPLICATION_FACTOR: u32 = 3;
+
+/// `roles` and `role_permissions` are real, replicated tables (authentication reads and writes
+/// them, see `crate::auth`); the other tables are there for tools that look for them.
 fn system_auth_tables() -> Vec<TableDef> {
+    let mut tables = system_auth_table_defs();
+    for t in &mut tables {
+        if t.name == "roles" || t.name == "role_permissions" {
+            t.is_virtual = false;
+        }
+    }
+    tables
+}
+
+fn system_auth_table_defs() -> Vec<TableDef> {
     use CqlType::*;
     let ks = "system_auth";
     vec![
@@ -503,7 +519,7 @@ pub fn definitions() -> Vec<(KeyspaceDef, Vec<TableDef>)> {
             system_views_tables(),
         ),
         (
-            keyspace("system_auth", simple(1), true),
+            keyspace("system_auth", simple(AUTH_REPLICATION_FACTOR), true),
             system_auth_tables(),
         ),
         (
