@@ -226,7 +226,8 @@ impl fmt::Display for CqlType {
                 f.write_str(">")
             }
             CqlType::Frozen(t) => write!(f, "frozen<{t}>"),
-            CqlType::Custom(name) => write!(f, "'{name}'"),
+            // Quoted as a CQL string (`'` doubled), so that the text parses back.
+            CqlType::Custom(name) => write!(f, "'{}'", name.replace('\'', "''")),
         }
     }
 }
@@ -306,7 +307,7 @@ pub fn parse_type_name(name: &str) -> Option<CqlType> {
 pub fn parse_type(text: &str) -> Option<CqlType> {
     let text = text.trim();
     if text.len() >= 2 && text.starts_with('\'') && text.ends_with('\'') {
-        return Some(CqlType::Custom(text[1..text.len() - 1].to_string()));
+        return Some(CqlType::Custom(text[1..text.len() - 1].replace("''", "'")));
     }
     let Some(open) = text.find('<') else {
         return parse_type_name(text);
@@ -1703,21 +1704,19 @@ fn parse_duration(s: &str) -> Option<(i32, i32, i64)> {
         None => (false, s),
     };
     let (months, days, nanos) = if body.starts_with(['P', 'p']) {
-        parse_iso_duration(&body[1..])?
+        let (m, d, n) = parse_iso_duration(&body[1..])?;
+        (i128::from(m), i128::from(d), i128::from(n))
     } else {
         parse_unit_duration(body)?
     };
-    let months = i32::try_from(months).ok()?;
-    let days = i32::try_from(days).ok()?;
-    Some(if neg {
-        (
-            months.checked_neg()?,
-            days.checked_neg()?,
-            nanos.checked_neg()?,
-        )
-    } else {
-        (months, days, nanos)
-    })
+    // The sign applies before narrowing: i32::MIN months and i64::MIN nanoseconds are values a
+    // duration holds (and `to_cql_literal` writes), though their magnitudes do not fit.
+    let sign = if neg { -1 } else { 1 };
+    Some((
+        i32::try_from(sign * months).ok()?,
+        i32::try_from(sign * days).ok()?,
+        i64::try_from(sign * nanos).ok()?,
+    ))
 }
 
 fn unit_scale(unit: &str) -> Option<(u8, i64)> {
@@ -1737,9 +1736,9 @@ fn unit_scale(unit: &str) -> Option<(u8, i64)> {
     })
 }
 
-fn parse_unit_duration(s: &str) -> Option<(i64, i64, i64)> {
+fn parse_unit_duration(s: &str) -> Option<(i128, i128, i128)> {
     let lower = s.to_lowercase();
-    let mut acc = [0i64; 3];
+    let mut acc = [0i128; 3];
     let mut rest = lower.as_str();
     if rest.is_empty() {
         return None;
@@ -1751,14 +1750,14 @@ fn parse_unit_duration(s: &str) -> Option<(i64, i64, i64)> {
         if digits_end == 0 {
             return None;
         }
-        let n: i64 = rest[..digits_end].parse().ok()?;
+        let n: i128 = rest[..digits_end].parse().ok()?;
         rest = &rest[digits_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
         let (slot, mul) = unit_scale(&rest[..unit_end])?;
         rest = &rest[unit_end..];
-        acc[slot as usize] = acc[slot as usize].checked_add(n.checked_mul(mul)?)?;
+        acc[slot as usize] = acc[slot as usize].checked_add(n.checked_mul(i128::from(mul))?)?;
     }
     Some((acc[0], acc[1], acc[2]))
 }

@@ -374,7 +374,8 @@ impl Gossiper {
         if peer.state.status() == Some(status) {
             return Ok(());
         }
-        let version = peer.state.max_version() + 1;
+        // A peer's versions come from the network: one at u64::MAX must not overflow.
+        let version = peer.state.max_version().saturating_add(1);
         peer.state.app_states.insert(
             AppStateKey::Status,
             VersionedValue {
@@ -1009,7 +1010,9 @@ fn mark_shutdown(state: &mut EndpointState) -> bool {
     if is_dead_status(state) {
         return false;
     }
-    let version = state.max_version() + 1;
+    // The versions came from the network: a peer that announced u64::MAX must not make this
+    // overflow (a panic with overflow checks, version 0 without them).
+    let version = state.max_version().saturating_add(1);
     state.app_states.insert(
         AppStateKey::Status,
         VersionedValue {

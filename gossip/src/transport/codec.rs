@@ -92,7 +92,7 @@ pub fn decode<M: Decode<()>>(bytes: &[u8]) -> Result<M, CodecError> {
 
 /// What a frame carries; the frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub(crate) enum FrameKind {
+pub enum FrameKind {
     /// A message that expects no answer (sent on a unidirectional stream).
     OneWay(Channel),
     /// A request; the answer comes back on the same bidirectional stream.
@@ -105,7 +105,7 @@ pub(crate) enum FrameKind {
 
 /// Why a peer could not answer a request; carried in an error frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub(crate) enum RemoteError {
+pub enum RemoteError {
     /// The peer's inbound queue for the channel was full.
     Overloaded,
     /// The peer's handler dropped the request without answering.
@@ -118,7 +118,7 @@ pub(crate) enum RemoteError {
 
 /// A frame could not be built or parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The body is larger than the configured limit.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -133,11 +133,7 @@ pub(crate) enum FrameError {
 }
 
 /// Builds a complete frame (length prefix, header, body), refusing bodies over `max_body`.
-pub(crate) fn encode_frame(
-    kind: FrameKind,
-    body: &[u8],
-    max_body: usize,
-) -> Result<Bytes, FrameError> {
+pub fn encode_frame(kind: FrameKind, body: &[u8], max_body: usize) -> Result<Bytes, FrameError> {
     if body.len() > max_body {
         return Err(FrameError::TooLarge {
             size: body.len(),
@@ -160,7 +156,7 @@ pub(crate) fn encode_frame(
 
 /// Reads the length prefix and checks it against the limit: returns how many payload bytes
 /// (header + body) follow.
-pub(crate) fn payload_len(
+pub fn payload_len(
     prefix: [u8; LENGTH_PREFIX_BYTES],
     max_body: usize,
 ) -> Result<usize, FrameError> {
@@ -179,10 +175,7 @@ pub(crate) fn payload_len(
 
 /// Splits a payload (everything after the length prefix) into its header and body. The body is
 /// a zero-copy slice of `payload`.
-pub(crate) fn decode_payload(
-    payload: Bytes,
-    max_body: usize,
-) -> Result<(FrameKind, Bytes), FrameError> {
+pub fn decode_payload(payload: Bytes, max_body: usize) -> Result<(FrameKind, Bytes), FrameError> {
     let header_window = &payload[..payload.len().min(MAX_HEADER_BYTES)];
     let (kind, consumed): (FrameKind, usize) =
         bincode::decode_from_slice(header_window, HEADER_CONFIG)
@@ -199,11 +192,7 @@ pub(crate) fn decode_payload(
 
 /// Parses a complete frame held in memory (length prefix included); the prefix must match the
 /// number of bytes that follow it.
-#[cfg(test)]
-pub(crate) fn decode_frame(
-    frame: Bytes,
-    max_body: usize,
-) -> Result<(FrameKind, Bytes), FrameError> {
+pub fn decode_frame(frame: Bytes, max_body: usize) -> Result<(FrameKind, Bytes), FrameError> {
     if frame.len() < LENGTH_PREFIX_BYTES {
         return Err(FrameError::Malformed(
             "shorter than its length prefix".into(),

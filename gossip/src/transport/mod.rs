@@ -123,6 +123,15 @@ use codec::{FrameError, FrameKind};
 use peer::Peer;
 pub(crate) use tls::check_node_chain;
 
+/// The internode frame layer (length prefix, header, body), public only so that the fuzz targets
+/// in `fuzz/` and their regression tests can reach it: nothing outside this crate builds frames.
+#[doc(hidden)]
+pub mod wire {
+    pub use super::codec::{
+        decode_frame, decode_payload, encode_frame, payload_len, FrameError, FrameKind, RemoteError,
+    };
+}
+
 /// Paths of the PEM files that make a node's TLS identity (as written by `ringdb certs issue`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

@@ -1,0 +1,6 @@
+#![no_main]
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run cql_value`: see FUZZING.md; the body is `ringdb_fuzz::cql::value`.
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ringdb_fuzz::cql::value(data));
