@@ -377,7 +377,7 @@ impl Coordinator {
     /// each and waits for all of them.
     async fn replay_batch(&self, batch: &StoredBatch, now: SystemTime) -> Result<Replayed, String> {
         let schema = self.schema.current();
-        let tables = schema.user_tables_by_id();
+        let tables = schema.replicated_tables_by_id();
         let age_secs = (unix_micros(now) - batch.written_at).max(0) / 1_000_000;
         let state = self.state();
         let mut groups: BTreeMap<Vec<HostId>, Vec<Mutation>> = BTreeMap::new();

@@ -222,7 +222,7 @@ impl Coordinator {
                 break;
             }
             let schema = self.schema.current();
-            let tables = schema.user_tables_by_id();
+            let tables = schema.replicated_tables_by_id();
             for hint in page {
                 if bytes >= REPLAY_BATCH_BYTES || hints.len() >= REPLAY_BATCH_HINTS {
                     // The rest of the page is read again for the next batch.

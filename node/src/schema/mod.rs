@@ -434,12 +434,14 @@ impl Schema {
             .filter(|k| !is_system_keyspace(&k.name))
     }
 
-    /// The tables of the user keyspaces by id: what replayed hints and batches may still write
-    /// (a mutation of any other table id is for a table dropped since).
-    pub fn user_tables_by_id(&self) -> HashMap<TableId, &TableDef> {
-        self.user_keyspaces()
-            .flat_map(|ks| self.tables(&ks.name))
-            .map(|t| (t.id, &**t))
+    /// The replicated (non-virtual) tables by id, of user keyspaces and of `system_auth`: what
+    /// replayed hints and batches may still write (a mutation of any other table id is for a
+    /// table dropped since).
+    pub fn replicated_tables_by_id(&self) -> HashMap<TableId, &TableDef> {
+        self.by_id
+            .iter()
+            .filter(|(_, t)| !t.is_virtual)
+            .map(|(id, t)| (*id, &**t))
             .collect()
     }
 }
