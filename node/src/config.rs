@@ -172,6 +172,15 @@ pub struct Config {
     pub commitlog_sync_period_ms: u64,
     /// Memory the storage engine may use as cache, MiB.
     pub storage_cache_size_mb: u64,
+    /// Free space the file system holding `data_dir` must keep, e.g. `64MiB`: below it the node
+    /// refuses writes (clients get a write failure, the log says why) but keeps serving reads,
+    /// and takes writes again once space returns. The storage engine never runs into a full
+    /// disk, which it does not survive without a restart. 0 turns the check off.
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
+    pub min_free_disk_space: u64,
     /// Port of the Prometheus `/metrics` endpoint on `native_transport_address`; 0 disables it.
     pub prometheus_port: u16,
     /// Address of the admin HTTP API (`ringdb repair` talks to it). It has no authentication:
@@ -252,6 +261,7 @@ impl Default for Config {
             commitlog_sync: CommitlogSync::Periodic,
             commitlog_sync_period_ms: 1000,
             storage_cache_size_mb: 256,
+            min_free_disk_space: 64 << 20,
             prometheus_port: 9500,
             admin_address: loopback,
             admin_port: 7199,

@@ -174,8 +174,29 @@ impl std::fmt::Debug for Replica {
 
 fn storage_error(e: StorageError) -> ReplicaError {
     match e {
-        StorageError::DiskFull(m) => ReplicaError::DiskFull(m),
+        StorageError::DiskFull(m) => {
+            log_disk_full(&m);
+            ReplicaError::DiskFull(m)
+        }
         other => ReplicaError::Storage(other.to_string()),
+    }
+}
+
+/// Says why writes fail while the disk is full: at most once every 10 s (every refused write
+/// would flood the log).
+fn log_disk_full(why: &str) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_LOGGED_SECS: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_LOGGED_SECS.load(Ordering::Relaxed);
+    if now >= last + 10
+        && LAST_LOGGED_SECS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::error!("refusing writes: {why}");
     }
 }
 

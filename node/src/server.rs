@@ -129,7 +129,8 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         Arc::new(
             tokio::task::spawn_blocking(move || SledEngine::open(&path, cache))
                 .await?
-                .with_context(|| format!("opening storage in {}", db_path.display()))?,
+                .with_context(|| format!("opening storage in {}", db_path.display()))?
+                .with_min_free_space(config.min_free_disk_space),
         )
     };
 

@@ -96,8 +96,9 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::ops::Bound;
-use std::path::Path;
-use std::sync::{PoisonError, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use super::merge::{Pos, RowAtoms};
 use super::partition::{
@@ -150,6 +151,65 @@ pub struct SledEngine {
     data: sled::Tree,
     meta: sled::Tree,
     stripes: Box<[RwLock<()>]>,
+    space: SpaceGuard,
+}
+
+/// How long a reading of the file system's free space is trusted.
+const SPACE_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// Refuses writes while the file system holding the database has less than `min_free` bytes
+/// available, so that sled never meets a full disk: sled 0.34 does not recover from a failed
+/// log write (every later operation fails until the process restarts), while refusing early
+/// keeps reads working and lets writes resume as soon as space returns.
+struct SpaceGuard {
+    path: PathBuf,
+    min_free: u64,
+    /// When free space was last read, and what it was.
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+impl SpaceGuard {
+    fn check(&self) -> Result<(), StorageError> {
+        if self.min_free == 0 {
+            return Ok(());
+        }
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let free = match *last {
+            Some((at, free)) if at.elapsed() < SPACE_CHECK_EVERY => free,
+            _ => {
+                // Cannot tell (an exotic file system): do not refuse writes on a guess.
+                let free = available_bytes(&self.path).unwrap_or(u64::MAX);
+                *last = Some((Instant::now(), free));
+                free
+            }
+        };
+        if free < self.min_free {
+            return Err(StorageError::DiskFull(format!(
+                "{free} bytes free on the file system of {}, under min_free_disk_space ({} \
+                 bytes): writes are refused until space returns",
+                self.path.display(),
+                self.min_free
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes available to this process on the file system holding `path` (`statvfs`).
+fn available_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `statvfs` only writes into the zero-initialised struct we pass, and `c_path` is a
+    // valid NUL-terminated string for the duration of the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Both are u64 on Linux, narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
 }
 
 impl std::fmt::Debug for SledEngine {
@@ -197,7 +257,19 @@ impl SledEngine {
             data,
             meta,
             stripes,
+            space: SpaceGuard {
+                path: path.to_path_buf(),
+                min_free: 0,
+                last: Mutex::new(None),
+            },
         })
+    }
+
+    /// Refuses writes ([`StorageError::DiskFull`]) while the file system holding the database
+    /// has less than `bytes` available (`min_free_disk_space`; 0: never).
+    pub fn with_min_free_space(mut self, bytes: u64) -> SledEngine {
+        self.space.min_free = bytes;
+        self
     }
 
     fn stripe(&self, table: TableId, partition: &PartitionKey) -> &RwLock<()> {
@@ -216,6 +288,7 @@ impl SledEngine {
     /// (taken in index order, so two such calls cannot deadlock) from the reads to the batch, so
     /// concurrent reads see each mutation whole or not at all.
     fn apply_batch_of(&self, mutations: &[Mutation]) -> Result<(), StorageError> {
+        self.space.check()?;
         let mut writes: BTreeMap<Vec<u8>, (AtomKey, AtomValue)> = BTreeMap::new();
         let mut stripes = Vec::with_capacity(mutations.len());
         for mutation in mutations {
@@ -601,6 +674,7 @@ impl Engine for SledEngine {
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.space.check()?;
         self.meta.insert(key, value).map_err(map_sled_error)?;
         Ok(())
     }
@@ -692,6 +766,48 @@ mod tests {
             }],
         };
         engine.apply(&m).expect("apply");
+    }
+
+    #[test]
+    fn writes_are_refused_below_min_free_space_and_reads_go_on() {
+        let (dir, engine) = engine();
+        let pk = PartitionKey {
+            token: 7,
+            key: b"k".to_vec(),
+        };
+        write_cell(&engine, TableId::from_u128(1), &pk);
+        engine.meta_put(b"m", b"1").expect("meta_put");
+        assert!(available_bytes(dir.path()).expect("statvfs") > 0);
+
+        // No file system has this much free: every write is refused, with the reason.
+        let engine = engine.with_min_free_space(u64::MAX);
+        let m = Mutation {
+            table: TableId::from_u128(1),
+            partition: pk.clone(),
+            partition_deletion: None,
+            range_deletions: Vec::new(),
+            rows: Vec::new(),
+        };
+        match engine.apply(&m) {
+            Err(StorageError::DiskFull(why)) => assert!(why.contains("min_free_disk_space"), "{why}"),
+            other => panic!("expected DiskFull, got {other:?}"),
+        }
+        assert!(matches!(
+            engine.meta_put(b"m", b"2"),
+            Err(StorageError::DiskFull(_))
+        ));
+        // Reads and deletes (which free space) still work.
+        let read = engine
+            .read_partition(TableId::from_u128(1), &pk, &Slice::all(), 0)
+            .expect("read");
+        assert_eq!(read.map(|p| p.rows.len()), Some(1));
+        assert_eq!(engine.meta_get(b"m").expect("meta_get"), Some(b"1".to_vec()));
+        engine.meta_delete(b"m").expect("meta_delete");
+
+        // Space back (here: the bound lifted): writes go through again.
+        let engine = engine.with_min_free_space(0);
+        write_cell(&engine, TableId::from_u128(1), &pk);
+        engine.meta_put(b"m", b"3").expect("meta_put");
     }
 
     #[test]
