@@ -789,7 +789,9 @@ mod tests {
             rows: Vec::new(),
         };
         match engine.apply(&m) {
-            Err(StorageError::DiskFull(why)) => assert!(why.contains("min_free_disk_space"), "{why}"),
+            Err(StorageError::DiskFull(why)) => {
+                assert!(why.contains("min_free_disk_space"), "{why}")
+            }
             other => panic!("expected DiskFull, got {other:?}"),
         }
         assert!(matches!(
@@ -801,7 +803,10 @@ mod tests {
             .read_partition(TableId::from_u128(1), &pk, &Slice::all(), 0)
             .expect("read");
         assert_eq!(read.map(|p| p.rows.len()), Some(1));
-        assert_eq!(engine.meta_get(b"m").expect("meta_get"), Some(b"1".to_vec()));
+        assert_eq!(
+            engine.meta_get(b"m").expect("meta_get"),
+            Some(b"1".to_vec())
+        );
         engine.meta_delete(b"m").expect("meta_delete");
 
         // Space back (here: the bound lifted): writes go through again.
