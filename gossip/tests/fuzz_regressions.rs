@@ -8,7 +8,6 @@ mod harness;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use ringdb_gossip::protocol::GossipMessage;
 use ringdb_gossip::state::{
@@ -17,24 +16,12 @@ use ringdb_gossip::state::{
 use ringdb_gossip::transport::wire::{encode_frame, FrameKind, RemoteError};
 use ringdb_gossip::transport::{encode, Channel};
 
+#[path = "../../fuzz/src/regressions.rs"]
+mod regressions;
+
+/// Replays `fuzz/regressions/<target>/` through `body`; returns how many inputs.
 fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    let mut n = 0;
-    for path in paths.iter().filter(|p| p.is_file()) {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        println!("{target}: replaying {}", path.display());
-        body(&bytes);
-        n += 1;
-    }
-    println!("{target}: {n} kept inputs replayed");
-    n
+    regressions::replay(env!("CARGO_MANIFEST_DIR"), target, body)
 }
 
 fn ep(last: u8) -> Endpoint {
@@ -75,7 +62,10 @@ fn state(generation: u64, version: u64, status: &str) -> EndpointState {
 
 #[test]
 fn gossip_message_regressions() {
-    replay("gossip_message", harness::gossip);
+    assert!(
+        replay("gossip_message", harness::gossip) >= 1,
+        "the kept gossip_message input was not replayed"
+    );
 
     let syn = GossipMessage::Syn {
         cluster_name: "ringdb".into(),

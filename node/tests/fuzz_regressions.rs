@@ -6,29 +6,15 @@
 #[path = "../../fuzz/src/verbs.rs"]
 mod harness;
 
-use std::path::PathBuf;
-
 use ringdb_node::storage::{PartitionKey, Slice};
 use ringdb_node::verbs::{encode, VerbRequest, VerbResponse};
 
+#[path = "../../fuzz/src/regressions.rs"]
+mod regressions;
+
+/// Replays `fuzz/regressions/<target>/` through `body`; returns how many inputs.
 fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    let mut n = 0;
-    for path in paths.iter().filter(|p| p.is_file()) {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        println!("{target}: replaying {}", path.display());
-        body(&bytes);
-        n += 1;
-    }
-    println!("{target}: {n} kept inputs replayed");
-    n
+    regressions::replay(env!("CARGO_MANIFEST_DIR"), target, body)
 }
 
 #[test]
