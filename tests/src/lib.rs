@@ -967,24 +967,8 @@ mod metrics_parsing_tests {
     }
 }
 
-/// The machine a benchmark ran on: architecture, CPUs available, CPU model.
+/// The machine a benchmark ran on: architecture, CPUs available, CPU model (the same line
+/// `ringdb bench` prints).
 pub fn machine() -> String {
-    let uname = Command::new("uname")
-        .arg("-m")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| std::env::consts::ARCH.to_string());
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_default();
-    format!("{uname}, {cpus} CPUs (nproc) {model}")
+    ringdb_node::bench::machine()
 }

@@ -369,7 +369,7 @@ async fn serve_null(addr: SocketAddr, value_size: usize) -> anyhow::Result<()> {
 }
 
 /// The machine a run was on: architecture, CPUs, CPU model.
-fn machine() -> String {
+pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
