@@ -757,6 +757,7 @@ pub fn exec_error_body(e: ExecError) -> ErrorBody {
             block_for,
             num_failures,
             data_present,
+            ..
         } => ErrorKind::ReadFailure {
             consistency: consistency(cl),
             received,
@@ -770,6 +771,7 @@ pub fn exec_error_body(e: ExecError) -> ErrorBody {
             block_for,
             num_failures,
             write_type,
+            ..
         } => ErrorKind::WriteFailure {
             consistency: consistency(cl),
             received,

@@ -332,12 +332,27 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
             },
         )
         .await?;
-        tokio::select! {
-            () = server::wait_for_signal() => tracing::info!("signal received, shutting down"),
-            () = node.exit_requested() => tracing::info!("asked to stop (drain or decommission): shutting down"),
-        }
+        let failure = tokio::select! {
+            () = server::wait_for_signal() => {
+                tracing::info!("signal received, shutting down");
+                None
+            }
+            () = node.exit_requested() => {
+                tracing::info!("asked to stop (drain or decommission): shutting down");
+                None
+            }
+            reason = node.storage_failed() => {
+                tracing::error!("shutting down after a storage failure: {reason}");
+                Some(reason)
+            }
+        };
         node.shutdown().await;
-        Ok(())
+        match failure {
+            // A non-zero status: supervisors see the failure (and may restart the node, which
+            // recovers from the storage log or stops again).
+            Some(reason) => anyhow::bail!("the node stopped after a storage failure: {reason}"),
+            None => Ok(()),
+        }
     })
 }
 

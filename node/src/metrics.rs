@@ -37,6 +37,7 @@
 //! | `ringdb_hints_pending` | gauge | `target` (host id): hints this node holds for it |
 //! | `ringdb_coordinator_forwarded_writes_total` | counter | — (writes sent to a remote datacenter through one of its nodes, which forwards to the others there) |
 //! | `ringdb_streamed_partitions_total` | counter | `direction` (in: received while bootstrapping, out: sent while decommissioning, relay: copied between others by a removenode run here) |
+//! | `ringdb_storage_failures_total` | counter | — (1 once the storage stopped on corruption or a failed write or flush; see `storage::failstop`) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -74,6 +75,7 @@ pub const HINTS_DROPPED: &str = "ringdb_hints_dropped_total";
 pub const HINTS_PENDING: &str = "ringdb_hints_pending";
 pub const FORWARDED_WRITES: &str = "ringdb_coordinator_forwarded_writes_total";
 pub const STREAMED_PARTITIONS: &str = "ringdb_streamed_partitions_total";
+pub const STORAGE_FAILURES: &str = "ringdb_storage_failures_total";
 
 /// Latency buckets, seconds: 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[

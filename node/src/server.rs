@@ -25,7 +25,7 @@ use crate::config::{CommitlogSync, Config};
 use crate::cql_server::{CqlServer, ServerLimits};
 use crate::executor::{Executor, LocalNodeInfo};
 use crate::schema::SchemaStore;
-use crate::storage::{Engine, SledEngine};
+use crate::storage::{Engine, FailStop, SledEngine};
 
 /// How long shutdown waits for in-flight requests before closing connections anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +51,8 @@ pub struct RunningNode {
     membership: Option<crate::membership::NodeMembership>,
     /// Turns true when the node should stop on its own (it was decommissioned).
     exit: watch::Receiver<bool>,
+    /// Turns to the reason once the storage failed ([`FailStop`]).
+    storage_failure: watch::Receiver<Option<String>>,
 }
 
 impl RunningNode {
@@ -60,6 +62,21 @@ impl RunningNode {
         if exit.wait_for(|e| *e).await.is_err() {
             // Nothing can ask any more (no admin API): never.
             std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves with the reason when the storage failed (corrupt data, a failed write or
+    /// flush): the node already refuses every read and write and must be stopped.
+    pub async fn storage_failed(&self) -> String {
+        let mut failure = self.storage_failure.clone();
+        let reason = match failure.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            // The storage is gone with the node: it cannot fail any more.
+            None => std::future::pending().await,
         }
     }
 
@@ -124,7 +141,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let db_path = config.data_dir.join("db");
     let cache = config.storage_cache_size_mb.saturating_mul(1 << 20);
-    let engine: Arc<dyn Engine> = {
+    let sled: Arc<dyn Engine> = {
         let path = db_path.clone();
         Arc::new(
             tokio::task::spawn_blocking(move || SledEngine::open(&path, cache))
@@ -133,6 +150,11 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
                 .with_min_free_space(config.min_free_disk_space),
         )
     };
+    // Everything reaches storage through the fail-stop wrapper: after corruption or a failed
+    // flush nothing is served any more, and the node stops (see `storage::failstop`).
+    let failstop = Arc::new(FailStop::new(sled));
+    let storage_failure = failstop.failure();
+    let engine: Arc<dyn Engine> = failstop;
 
     if engine
         .meta_get(crate::decommission::META_DECOMMISSIONED)?
@@ -370,6 +392,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         engine,
         membership: Some(membership),
         exit,
+        storage_failure,
     })
 }
 

@@ -410,6 +410,19 @@ impl TestNode {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit on its own; its status, or `None` if it
+    /// is still running then. An error when it was not running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("node is not running");
+        };
+        let status = wait_bounded(child, timeout)?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+
     /// SIGKILL, then reap. No-op when not running.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -196,6 +196,10 @@ fn a_full_disk_refuses_writes_keeps_reads_loses_nothing_and_recovers() {
             lower.contains("write") && lower.contains("fail"),
             "the refusal is not a write failure: {refusal}"
         );
+        ensure!(
+            lower.contains("disk full"),
+            "the refusal does not say the disk is full: {refusal}"
+        );
         let log = node.log();
         ensure!(
             log.contains("min_free_disk_space"),

@@ -473,6 +473,26 @@ fn unavailable(consistency: u16, u: ringdb_ring::Unavailable) -> ExecError {
 }
 
 /// The data of a remote answer, for read paths.
+/// Why a replica's answer is a failure, for the client's error message: `replica H: what it
+/// said`, or `replica H not reached: why`.
+fn failure_reason(host: HostId, answer: &Result<VerbResponse, String>) -> String {
+    match answer {
+        Ok(VerbResponse::Error(e)) => format!("replica {host}: {e}"),
+        Ok(other) => format!("replica {host}: unexpected answer {other:?}"),
+        Err(e) => format!("replica {host} not reached: {e}"),
+    }
+}
+
+/// Failure reasons a client error carries at most (the first ones).
+const MAX_FAILURE_REASONS: usize = 3;
+
+/// Keeps the first [`MAX_FAILURE_REASONS`] reasons.
+fn note_failure(reasons: &mut Vec<String>, reason: impl FnOnce() -> String) {
+    if reasons.len() < MAX_FAILURE_REASONS {
+        reasons.push(reason());
+    }
+}
+
 fn expect_data(answer: Result<VerbResponse, String>) -> Result<Option<PartitionData>, String> {
     match answer? {
         VerbResponse::Data(d) => Ok(d),

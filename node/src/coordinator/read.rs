@@ -67,6 +67,7 @@ impl Coordinator {
         let mut data: Option<Option<PartitionData>> = None;
         let mut data_from = targets[0];
         let mut digests: Vec<(HostId, [u8; 16])> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
         loop {
             let wake = if speculated { deadline } else { speculate_at };
             let progress = match tokio::time::timeout_at(wake, answers.recv()).await {
@@ -89,6 +90,7 @@ impl Coordinator {
                 }
                 Ok(Some((host, answer))) => {
                     tracing::debug!(%host, ?answer, "replica failed a read");
+                    super::note_failure(&mut failures, || super::failure_reason(host, &answer));
                     answered.push(host);
                     tracker.on_failure(host);
                     let wants_data =
@@ -142,7 +144,12 @@ impl Coordinator {
                 Progress::Satisfied if data.is_some() => break,
                 Progress::Satisfied | Progress::Waiting => continue,
                 Progress::Failed => {
-                    return Err(read_failure(consistency, &tracker, data.is_some()));
+                    return Err(read_failure(
+                        consistency,
+                        &tracker,
+                        data.is_some(),
+                        failures,
+                    ));
                 }
             }
         }
@@ -285,7 +292,8 @@ impl Coordinator {
                     Err(e) => {
                         tracing::debug!(%host, error = %e, "replica failed a read repair read");
                         tracker.on_failure(host);
-                        return Err(read_failure(consistency, &tracker, true));
+                        let reason = format!("replica {host}: {e}");
+                        return Err(read_failure(consistency, &tracker, true, vec![reason]));
                     }
                 },
                 Ok(None) => break,
@@ -415,7 +423,12 @@ fn read_timeout(consistency: u16, tracker: &QuorumTracker, data_present: bool) -
     }
 }
 
-fn read_failure(consistency: u16, tracker: &QuorumTracker, data_present: bool) -> ExecError {
+fn read_failure(
+    consistency: u16,
+    tracker: &QuorumTracker,
+    data_present: bool,
+    reasons: Vec<String>,
+) -> ExecError {
     metrics::counter!(m::COORDINATOR_ERRORS, "kind" => "read_failure").increment(1);
     ExecError::ReadFailure {
         consistency,
@@ -423,6 +436,7 @@ fn read_failure(consistency: u16, tracker: &QuorumTracker, data_present: bool) -
         block_for: tracker.block_for() as i32,
         num_failures: tracker.failures().max(1) as i32,
         data_present,
+        reasons,
     }
 }
 

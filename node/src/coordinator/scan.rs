@@ -65,6 +65,7 @@ impl Coordinator {
                 targets.iter().map(|h| (*h, state.dc_of(h))),
             );
             let mut versions: Vec<(HostId, Vec<PartitionData>)> = Vec::new();
+            let mut failures: Vec<String> = Vec::new();
             while versions.len() < targets.len() {
                 let progress = match tokio::time::timeout_at(deadline, answers.recv()).await {
                     Ok(Some((host, Ok(VerbResponse::Partitions(p))))) => {
@@ -73,6 +74,7 @@ impl Coordinator {
                     }
                     Ok(Some((host, answer))) => {
                         tracing::debug!(%host, ?answer, "replica failed a scan");
+                        super::note_failure(&mut failures, || super::failure_reason(host, &answer));
                         tracker.on_failure(host)
                     }
                     Ok(None) => Progress::Failed,
@@ -95,6 +97,7 @@ impl Coordinator {
                         block_for: tracker.block_for() as i32,
                         num_failures: tracker.failures().max(1) as i32,
                         data_present: !versions.is_empty(),
+                        reasons: failures,
                     });
                 }
             }

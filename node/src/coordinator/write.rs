@@ -255,6 +255,7 @@ impl Coordinator {
                         block_for: tracker.block_for() as i32,
                         num_failures: tracker.failures() as i32,
                         write_type: write_type.as_str().to_string(),
+                        reasons: outcome.failures.clone(),
                     });
                 }
             }
@@ -312,11 +313,16 @@ struct Outcome {
     answered: HashSet<HostId>,
     /// How many applied the write.
     applied: usize,
+    /// Why replicas failed it (the first few): they go into the client's error message.
+    failures: Vec<String>,
 }
 
 impl Outcome {
     /// Records one answer; true when it is an acknowledgement.
     fn record(&mut self, host: HostId, answer: Result<VerbResponse, String>) -> bool {
+        if !matches!(answer, Ok(VerbResponse::Applied)) {
+            super::note_failure(&mut self.failures, || super::failure_reason(host, &answer));
+        }
         match answer {
             Ok(VerbResponse::Applied) => {
                 self.answered.insert(host);

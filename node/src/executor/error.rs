@@ -52,22 +52,33 @@ pub enum ExecError {
         data_present: bool,
     },
     /// Too many replicas failed a read for the level ever to be met (0x1300).
-    #[error("Operation failed - received {received} responses and {num_failures} failures")]
+    #[error(
+        "Operation failed - received {received} responses and {num_failures} failures{}",
+        because(reasons)
+    )]
     ReadFailure {
         consistency: u16,
         received: i32,
         block_for: i32,
         num_failures: i32,
         data_present: bool,
+        /// Why replicas failed (the first ones), for the message as with `WriteFailure`.
+        reasons: Vec<String>,
     },
     /// Too many replicas failed a write for the level ever to be met (0x1500).
-    #[error("Operation failed - received {received} responses and {num_failures} failures")]
+    #[error(
+        "Operation failed - received {received} responses and {num_failures} failures{}",
+        because(reasons)
+    )]
     WriteFailure {
         consistency: u16,
         received: i32,
         block_for: i32,
         num_failures: i32,
         write_type: String,
+        /// Why replicas failed, as they said (`replica disk full: ...`), first ones only:
+        /// protocol v4 has no field for it, so it goes in the message.
+        reasons: Vec<String>,
     },
     /// The node is overloaded (0x1001).
     #[error("{0}")]
@@ -78,6 +89,15 @@ pub enum ExecError {
     /// An internal failure (0x0000).
     #[error("{0}")]
     Server(String),
+}
+
+/// `": a; b"` for failure reasons, nothing without any.
+fn because(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", reasons.join("; "))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

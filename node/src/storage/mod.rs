@@ -38,12 +38,14 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+pub mod failstop;
 pub mod memory;
 pub mod merge;
 mod partition;
 pub mod sled_engine;
 mod sled_format;
 
+pub use failstop::FailStop;
 pub use memory::MemoryEngine;
 pub use sled_engine::SledEngine;
 
@@ -268,6 +270,9 @@ pub enum StorageError {
     /// The device is full: the write was not applied.
     #[error("disk full: {0}")]
     DiskFull(String),
+    /// An earlier failure stopped the storage ([`FailStop`]): nothing is served any more.
+    #[error("{0}")]
+    Stopped(String),
 }
 
 /// A storage engine. Implementations are internally synchronized; every method may be called
