@@ -39,6 +39,7 @@ pub mod executor;
 pub mod faults;
 pub mod hints;
 pub mod join;
+pub mod login;
 pub mod membership;
 pub mod metrics;
 pub mod removenode;

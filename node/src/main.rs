@@ -77,6 +77,8 @@ enum Command {
         /// Seconds allowed to connect and read.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+        #[command(flatten)]
+        login: ringdb_node::login::LoginArgs,
     },
     /// Repair a node's ranges: compare replicas by Merkle trees, stream what differs (like
     /// `nodetool repair`). Exits non-zero if any range could not be repaired.
@@ -249,7 +251,14 @@ fn main() -> ExitCode {
             host,
             json,
             timeout,
-        } => exit(run_status(&host, keyspace.as_deref(), json, timeout)),
+            login,
+        } => exit(run_status(
+            &host,
+            keyspace.as_deref(),
+            json,
+            timeout,
+            &login,
+        )),
         Command::Decommission { host, json } => {
             exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::cli(&host, json))))
         }
@@ -385,12 +394,20 @@ fn run_certs(cmd: CertsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_status(host: &str, keyspace: Option<&str>, json: bool, timeout: u64) -> anyhow::Result<()> {
+fn run_status(
+    host: &str,
+    keyspace: Option<&str>,
+    json: bool,
+    timeout: u64,
+    login: &ringdb_node::login::LoginArgs,
+) -> anyhow::Result<()> {
+    let credentials = login.credentials()?;
     let runtime = runtime()?;
     let report = runtime.block_on(ringdb_node::status::fetch(
         host,
         keyspace,
         std::time::Duration::from_secs(timeout.max(1)),
+        credentials,
     ))?;
     if json {
         println!("{}", ringdb_node::status::render_json(&report)?);

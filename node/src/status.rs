@@ -163,15 +163,18 @@ impl KeyspaceReplication {
 
 /// Reads the cluster status from the node at `target` (`HOST[:PORT]`, port 9042 by default), with
 /// effective ownership for `keyspace` when one is named (see the module documentation for what is
-/// shown without one). An unknown keyspace is an error.
+/// shown without one). An unknown keyspace is an error. `credentials` log in to a cluster with
+/// authentication.
 pub async fn fetch(
     target: &str,
     keyspace: Option<&str>,
     timeout: Duration,
+    credentials: Option<ringdb_cql::client::Credentials>,
 ) -> anyhow::Result<StatusReport> {
     let addr = cql_target(target);
     let options = ClientOptions {
         connect_timeout: timeout,
+        credentials,
         ..ClientOptions::default()
     };
     let client = Client::connect(addr.as_str(), options)

@@ -1,12 +1,15 @@
 //! The Rust `scylla` 1.x driver against a node with `authenticator: password` (the superuser's
 //! password from the environment, `RINGDB_AUTH_SUPERUSER_PASSWORD`): `SessionBuilder::user`
 //! logs in; a wrong password and no credentials are refused; a role granted SELECT reads and
-//! gets Unauthorized for a write.
+//! gets Unauthorized for a write; `ringdb status` and `ringdb bench` log in with `-u` and the
+//! password from `-p` or `RINGDB_PASSWORD`, and are refused without.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use ringdb_tests::{run_async, NodeOptions, TestNode};
+use ringdb_tests::{
+    ringdb_bin_path, ringdb_command, run_async, run_command, NodeOptions, TestNode,
+};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
@@ -81,5 +84,59 @@ fn scylla_driver_logs_in_and_permissions_apply() {
         }
         Ok(())
     });
+
+    // The operator tools log in too: `ringdb status` and `ringdb bench` with -u and the
+    // password from RINGDB_PASSWORD (or -p); without credentials they are refused.
+    let bin = ringdb_bin_path();
+    let tool = |args: &[&str], password: Option<&str>| {
+        let mut cmd = ringdb_command(&bin);
+        cmd.args(args);
+        if let Some(p) = password {
+            cmd.env("RINGDB_PASSWORD", p);
+        }
+        run_command(cmd, Duration::from_secs(60)).expect("run ringdb")
+    };
+    let addr = node.cql_host_port();
+    let refused = tool(&["status", "--host", &addr], None);
+    assert!(
+        !refused.success(),
+        "status without credentials succeeded: {}",
+        refused.describe()
+    );
+    let status = tool(
+        &["status", "--host", &addr, "-u", "cassandra"],
+        Some(PASSWORD),
+    );
+    assert!(
+        status.success() && status.stdout.contains("UN"),
+        "status with credentials: {}",
+        status.describe()
+    );
+    let bench = tool(
+        &[
+            "bench",
+            "--host",
+            &addr,
+            "--workload",
+            "mixed",
+            "--duration",
+            "1s",
+            "--rows",
+            "200",
+            "--concurrency",
+            "4",
+            "--quiet",
+            "-u",
+            "cassandra",
+            "-p",
+            PASSWORD,
+        ],
+        None,
+    );
+    assert!(
+        bench.success() && bench.stdout.contains("errors      0"),
+        "bench with credentials: {}",
+        bench.describe()
+    );
     drop(node);
 }

@@ -137,6 +137,8 @@ pub struct BenchArgs {
     /// No progress lines.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    #[command(flatten)]
+    pub login: crate::login::LoginArgs,
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -283,6 +285,7 @@ async fn measure(
             request_timeout: args.timeout,
             connect_timeout: Duration::from_secs(5).min(args.timeout),
             max_in_flight: 32768,
+            credentials: args.login.credentials()?,
             ..ClientOptions::default()
         },
         keyspace: args.keyspace.clone(),
