@@ -19,7 +19,10 @@
 //!   overwritten, since replacing it silently would cut every existing node off the cluster.
 //!
 //! Node files are replaced when re-issued (that is how IPs are added), atomically: a concurrent
-//! reader sees the old file or the new one, never half of one.
+//! reader sees the old file or the new one, never half of one. A running node picks up replaced
+//! files when told to reload them ([`crate::transport::Transport::reload_tls`]); [`CertInfo`]
+//! is how a certificate is named to the operator then (subject, serial, SHA-256 fingerprint,
+//! validity).
 
 use std::fs;
 use std::io::Write;
@@ -121,6 +124,124 @@ pub enum CertError {
         #[source]
         source: rcgen::Error,
     },
+}
+
+/// What tells one certificate from another, for operators: logs, `ringdb reload-certs`, the admin
+/// API's `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The subject, as `CN=node1, O=ringdb`.
+    pub subject: String,
+    /// The issuer, in the same form.
+    pub issuer: String,
+    /// The serial number, hex bytes separated by `:`.
+    pub serial: String,
+    /// SHA-256 of the DER encoding, lowercase hex without separators (what `openssl x509
+    /// -fingerprint -sha256` prints, without the colons).
+    pub sha256: String,
+    /// Start of validity, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// End of validity, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl CertInfo {
+    /// Reads the details of a DER certificate; the error says what could not be parsed.
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let validity = cert.validity();
+        Ok(CertInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            serial: cert.raw_serial_as_string(),
+            sha256: sha256_hex(der),
+            not_before: validity.not_before.timestamp(),
+            not_after: validity.not_after.timestamp(),
+        })
+    }
+
+    /// The first certificate of a PEM file (the end entity of a chain).
+    pub fn from_pem_file(path: &Path) -> Result<CertInfo, CertError> {
+        use rustls_pki_types::pem::PemObject;
+        let invalid = |reason: String| CertError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let der = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| invalid(format!("cannot read certificates: {e}")))?
+            .next()
+            .ok_or_else(|| invalid("no CERTIFICATE found in the file".into()))?
+            .map_err(|e| invalid(format!("cannot parse PEM certificates: {e}")))?;
+        CertInfo::from_der(&der).map_err(invalid)
+    }
+
+    /// Whether the certificate is valid at `now` (seconds since the Unix epoch); otherwise why
+    /// not, with the dates.
+    pub fn check_valid_at(&self, now: i64) -> Result<(), String> {
+        if now < self.not_before {
+            return Err(format!(
+                "the certificate is not valid yet: valid from {}",
+                utc_rfc3339(self.not_before)
+            ));
+        }
+        if now > self.not_after {
+            return Err(format!(
+                "the certificate expired on {}",
+                utc_rfc3339(self.not_after)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for CertInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "subject \"{}\", serial {}, SHA-256 {}, valid until {}",
+            self.subject,
+            self.serial,
+            self.sha256,
+            utc_rfc3339(self.not_after)
+        )
+    }
+}
+
+/// SHA-256 of `bytes` in lowercase hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Seconds since the Unix epoch as UTC in RFC 3339, `2024-01-02T03:04:05Z`.
+pub fn utc_rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    since_epoch().as_secs() as i64
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {

@@ -1171,3 +1171,237 @@ async fn garbage_on_streams_never_panics() {
         Bytes::from_static(b"reply:ok?")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// replacing the certificates of a running transport
+
+/// The certificate chain a fresh handshake with `server` shows, as a raw client trusting `ca`
+/// and presenting `identity` sees it.
+async fn presented_certificate(
+    server: SocketAddr,
+    ca: &Path,
+    identity: &NodeFiles,
+) -> Vec<CertificateDer<'static>> {
+    let client = quinn::Endpoint::client(SocketAddr::new(LOCALHOST, 0)).expect("client endpoint");
+    let connection = timeout(
+        WAIT,
+        client
+            .connect_with(raw_client_config(ca, Some(identity)), server, "localhost")
+            .expect("connect"),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let chain = connection
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .expect("the server's certificate chain");
+    connection.close(0u32.into(), b"seen");
+    *chain
+}
+
+fn fingerprint(der: &CertificateDer<'_>) -> String {
+    certs::CertInfo::from_der(der).expect("parse").sha256
+}
+
+/// Overwrites `target`'s certificate and key with `source`'s (as an operator copying new files
+/// in place would).
+fn copy_identity(source: &NodeFiles, target: &NodeFiles) {
+    std::fs::copy(&source.cert, &target.cert).expect("copy cert");
+    std::fs::copy(&source.key, &target.key).expect("copy key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_makes_new_handshakes_present_the_new_certificate() {
+    init_tracing();
+    let ca = Ca::new();
+    let a_files = ca.issue("a");
+    let (a, a_queues) = bind(&a_files).await;
+    let _a_verbs = serve(a_queues.verbs);
+    let (b, b_queues) = bind(&ca.issue("b")).await;
+    let _b_verbs = serve(b_queues.verbs);
+    let client = ca.issue("client");
+
+    let old = a.tls_certificate();
+    assert_eq!(
+        old,
+        certs::CertInfo::from_pem_file(&a_files.cert).expect("old file")
+    );
+    request_until_ok(&b, a.local_addr(), b"before").await;
+    let seen = presented_certificate(a.local_addr(), &a_files.ca, &client).await;
+    assert_eq!(fingerprint(&seen[0]), old.sha256);
+
+    // Re-issued in place by the same CA (what `ringdb certs issue` does), then reloaded.
+    ca.issue("a");
+    let new = a.reload_tls().expect("reload");
+    assert_ne!(new.sha256, old.sha256);
+    assert_eq!(
+        new,
+        certs::CertInfo::from_pem_file(&a_files.cert).expect("new file")
+    );
+    assert_eq!(a.tls_certificate(), new);
+    let seen = presented_certificate(a.local_addr(), &a_files.ca, &client).await;
+    assert_eq!(
+        fingerprint(&seen[0]),
+        new.sha256,
+        "a new handshake shows the new certificate"
+    );
+
+    // The connection b dialed before the reload goes on; a newcomer gets in both ways.
+    request_until_ok(&b, a.local_addr(), b"after").await;
+    let (c, c_queues) = bind(&ca.issue("c")).await;
+    let _c_verbs = serve(c_queues.verbs);
+    request_until_ok(&c, a.local_addr(), b"c to a").await;
+    request_until_ok(&a, c.local_addr(), b"a to c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_keeps_the_identity_in_use() {
+    init_tracing();
+    let ca = Ca::new();
+    let a_files = ca.issue("a");
+    let (a, a_queues) = bind(&a_files).await;
+    let _a_verbs = serve(a_queues.verbs);
+    let client = ca.issue("client");
+    let in_use = a.tls_certificate();
+    let original_cert = std::fs::read(&a_files.cert).expect("read cert");
+    let original_key = std::fs::read(&a_files.key).expect("read key");
+    let restore = || {
+        std::fs::write(&a_files.cert, &original_cert).expect("restore cert");
+        std::fs::write(&a_files.key, &original_key).expect("restore key");
+    };
+    let other_node = ca.issue("other");
+    let stranger_ca = Ca::new();
+    let stranger = stranger_ca.issue("a");
+
+    // What goes wrong, how, which file the error must name, and what it must say.
+    type Breakage<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a Path, &'a str);
+    let mut cases: Vec<Breakage> = Vec::new();
+    cases.push((
+        "the key of another certificate",
+        Box::new(|| {
+            std::fs::copy(&other_node.key, &a_files.key).expect("copy");
+        }),
+        a_files.key.as_path(),
+        "cannot be used with the certificate",
+    ));
+    cases.push((
+        "a certificate and key from another CA",
+        Box::new(|| copy_identity(&stranger, &a_files)),
+        a_files.cert.as_path(),
+        "not a valid node certificate",
+    ));
+    cases.push((
+        "a missing key file",
+        Box::new(|| std::fs::remove_file(&a_files.key).expect("remove")),
+        a_files.key.as_path(),
+        "cannot read the file",
+    ));
+    cases.push((
+        "a certificate file cut short",
+        Box::new(|| {
+            std::fs::write(&a_files.cert, &original_cert[..original_cert.len() / 2])
+                .expect("truncate")
+        }),
+        a_files.cert.as_path(),
+        "",
+    ));
+    for (what, break_it, at, says) in cases {
+        break_it();
+        match a.reload_tls() {
+            Err(TransportError::Tls { path, reason }) => {
+                assert_eq!(path.as_path(), at, "{what}: {reason}");
+                assert!(reason.contains(says), "{what}: {reason}");
+            }
+            other => panic!("{what}: expected a TLS error, got {other:?}"),
+        }
+        assert_eq!(a.tls_certificate(), in_use, "{what}: the identity changed");
+        let seen = presented_certificate(a.local_addr(), &a_files.ca, &client).await;
+        assert_eq!(fingerprint(&seen[0]), in_use.sha256, "{what}");
+        let (peer, peer_queues) = bind(&ca.issue("peer")).await;
+        let _peer_verbs = serve(peer_queues.verbs);
+        request_until_ok(&peer, a.local_addr(), b"still in?").await;
+        request_until_ok(&a, peer.local_addr(), b"still out?").await;
+        restore();
+    }
+    assert_eq!(a.reload_tls().expect("restored files reload"), in_use);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_rotation_through_a_bundle_works_across_reloaded_and_unreloaded_nodes() {
+    init_tracing();
+    let old_ca = Ca::new();
+    let new_ca = Ca::new();
+    let bundle = [
+        std::fs::read(old_ca.ca_dir().join("ca.crt")).expect("old CA"),
+        std::fs::read(new_ca.ca_dir().join("ca.crt")).expect("new CA"),
+    ]
+    .concat();
+
+    // a: old certificate, old CA only, until it reloads.
+    let a_files = old_ca.issue("a");
+    let (a, a_queues) = bind(&a_files).await;
+    let _a_verbs = serve(a_queues.verbs);
+    // b: old certificate and the bundle from the start; never reloads.
+    let b_files = old_ca.issue("b");
+    std::fs::write(&b_files.ca, &bundle).expect("b's bundle");
+    let (b, b_queues) = bind(&b_files).await;
+    let _b_verbs = serve(b_queues.verbs);
+    // c: old certificate and old CA only; never reloads.
+    let (c, c_queues) = bind(&old_ca.issue("c")).await;
+    let _c_verbs = serve(c_queues.verbs);
+
+    // Step 1: a trusts both CAs, still with its old certificate; an old-CA-only node reaches it.
+    let before = a.tls_certificate();
+    std::fs::write(&a_files.ca, &bundle).expect("a's bundle");
+    assert_eq!(a.reload_tls().expect("reload the bundle"), before);
+    {
+        let (d, d_queues) = bind(&old_ca.issue("d")).await;
+        let _d_verbs = serve(d_queues.verbs);
+        request_until_ok(&d, a.local_addr(), b"d to a").await;
+        request_until_ok(&a, d.local_addr(), b"a to d").await;
+        d.shutdown().await;
+    }
+
+    // Step 2: a switches to a certificate of the new CA.
+    let a_new = new_ca.issue("a");
+    copy_identity(&a_new, &a_files);
+    let step2 = a.reload_tls().expect("reload the new certificate");
+    assert_eq!(
+        step2.sha256,
+        certs::CertInfo::from_pem_file(&a_new.cert)
+            .expect("new")
+            .sha256
+    );
+    // With b, which trusts both: every new handshake succeeds, both ways.
+    request_until_ok(&a, b.local_addr(), b"a to b").await;
+    request_until_ok(&b, a.local_addr(), b"b to a").await;
+    // With c, which never got the bundle, both directions are refused: a really presents the
+    // new certificate as server and as client. (Hence: the bundle goes everywhere first.)
+    let to_a = c
+        .request(
+            a.local_addr(),
+            Channel::Verb,
+            Bytes::from_static(b"c to a"),
+            REQUEST,
+        )
+        .await;
+    assert!(
+        matches!(to_a, Err(TransportError::Handshake { .. })),
+        "{to_a:?}"
+    );
+    let refused = c.stats().handshakes_refused;
+    let to_c = a
+        .request(
+            c.local_addr(),
+            Channel::Verb,
+            Bytes::from_static(b"a to c"),
+            REQUEST,
+        )
+        .await;
+    assert!(to_c.is_err(), "{to_c:?}");
+    eventually("c refuses a's new client certificate", || {
+        c.stats().handshakes_refused > refused
+    })
+    .await;
+}

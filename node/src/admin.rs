@@ -13,7 +13,8 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | `GET` | `/` | the routes, as JSON |
-//! | `GET` | `/health` | `{"status": "ok", "host_id", "cluster_name", "listen_address", "native_address", "dc", "rack", "release_version"}` |
+//! | `GET` | `/health` | `{"status": "ok", "host_id", "cluster_name", "listen_address", "native_address", "dc", "rack", "release_version", "certificates"}`; `certificates` is what new handshakes present ([`ActiveCerts`]: `internode` and `client`, each with subject, issuer, serial, `sha256`, `not_before`, `not_after`), absent on a node without a transport |
+//! | `POST` | `/reload-certs` | reads the internode and client TLS files again and swaps them in if **all** are valid ([`crate::cert_reload`]); 200 with the [`ActiveCerts`] now presented, 422 naming the file and the problem when one is not (nothing changed), 503 on a node without a transport |
 //! | `POST` | `/repair?keyspace=KS&table=T&pr=true` | starts a repair session (all parameters optional; see [`crate::repair`]) and streams its progress as newline-delimited JSON (`application/x-ndjson`): one [`RepairReport`] per line, after every range and at least every [`PROGRESS_INTERVAL`]; the last line has `"finished": true` and is the summary |
 //! | `GET` | `/repair` | the running session's latest report, or the last session's summary (404 before the first) |
 //!
@@ -53,6 +54,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use crate::cert_reload::{ActiveCerts, CertReloader};
 use crate::decommission::{ChangeError, ChangeReport, RingChange};
 use crate::repair::{RepairError, RepairOptions, RepairReport, RepairService};
 
@@ -143,6 +145,14 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "POST",
+        path: "/reload-certs",
+        handler: reload_certs,
+        about: "read the internode and client TLS files again and use them for new handshakes \
+                if all are valid (nothing changes otherwise); answers the certificates now \
+                presented, or why not",
+    },
+    Route {
+        method: "POST",
         path: "/removenode",
         handler: removenode,
         about: "re-replicate the ranges of a dead node from the surviving replicas and take it \
@@ -180,6 +190,8 @@ pub struct AdminContext {
     /// Decommission and removenode (`None`: a node without gossip, which has no ring to
     /// change).
     pub ring: Option<Arc<RingChange>>,
+    /// Certificate reloads (`None`: a node without a transport of its own).
+    pub certs: Option<Arc<CertReloader>>,
 }
 
 /// Decoded query parameters, in order.
@@ -360,8 +372,37 @@ fn health(ctx: Arc<AdminContext>, request: AdminRequest) -> BoxFuture<'static, R
         let mut value = serde_json::to_value(&ctx.node).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.insert("status".into(), "ok".into());
+            if let Some(certs) = &ctx.certs {
+                let active: ActiveCerts = certs.active();
+                map.insert(
+                    "certificates".into(),
+                    serde_json::to_value(active).unwrap_or_default(),
+                );
+            }
         }
         json(StatusCode::OK, &value)
+    })
+}
+
+fn reload_certs(
+    ctx: Arc<AdminContext>,
+    request: AdminRequest,
+) -> BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        if let Err(e) = request.query.only(&[]) {
+            return error(StatusCode::BAD_REQUEST, &e);
+        }
+        let Some(certs) = &ctx.certs else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node has no internode transport of its own to reload certificates for",
+            );
+        };
+        match certs.reload_async().await {
+            Ok(active) => json(StatusCode::OK, &active),
+            // The files are at fault, not the request nor the node: nothing changed.
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        }
     })
 }
 
@@ -556,6 +597,7 @@ pub async fn start(
     native_address: SocketAddr,
     repair: Arc<RepairService>,
     ring: Arc<RingChange>,
+    certs: Arc<CertReloader>,
     shutdown: &watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if config.admin_port == 0 {
@@ -587,6 +629,7 @@ pub async fn start(
         },
         repair,
         ring: Some(ring),
+        certs: Some(certs),
     });
     tracing::info!(%addr, "admin API at http://{addr}/");
     Some(tokio::spawn(serve(listener, ctx, shutdown.clone())))
@@ -864,6 +907,7 @@ mod tests {
             },
             repair,
             ring: None,
+            certs: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

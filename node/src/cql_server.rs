@@ -227,7 +227,7 @@ impl Connection {
                 _ => return,
             }
         }
-        match tokio::time::timeout(timeout, tls.acceptor.accept(socket)).await {
+        match tokio::time::timeout(timeout, tls.acceptor().accept(socket)).await {
             Ok(Ok(stream)) => {
                 let (reader, writer) = tokio::io::split(stream);
                 self.serve(reader, writer, shutdown).await

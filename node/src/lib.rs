@@ -20,11 +20,14 @@
 //! - [`status`]: `ringdb status`, the cluster as one node sees it.
 //! - [`repair`]: anti-entropy repair with Merkle trees (`ringdb repair`).
 //! - [`admin`]: the admin HTTP API the operator tools talk to.
+//! - [`cert_reload`]: replacing the node's certificates without a restart (`ringdb reload-certs`,
+//!   SIGHUP).
 //! - [`bench`]: `ringdb bench`, the load generator, and the null server it is measured against.
 
 pub mod admin;
 pub mod auth;
 pub mod bench;
+pub mod cert_reload;
 pub mod chaos;
 pub mod client_tls;
 pub mod clock;

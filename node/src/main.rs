@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node in the foreground until SIGINT or SIGTERM.
+    /// Run a node in the foreground until SIGINT or SIGTERM (SIGHUP reloads its certificates).
     Node {
         /// YAML configuration file (see deploy/ringdb.yaml).
         #[arg(long, short = 'c')]
@@ -100,6 +100,17 @@ enum Command {
         /// The node: its admin API as HOST or HOST:PORT.
         #[arg(long, default_value = "127.0.0.1:7199")]
         host: String,
+    },
+    /// Make a running node read its certificate files again (internode, and client TLS when on)
+    /// and use them for new handshakes, without a restart; if any file is invalid nothing
+    /// changes and the error names it. SIGHUP to the node process does the same.
+    ReloadCerts {
+        /// The node: its admin API as HOST or HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:7199")]
+        host: String,
+        /// Print the node's answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Load generator (like cassandra-stress / latte): prepared writes and reads, token-aware,
     /// closed loop or at a fixed --rate, with HDR latency percentiles, --json and --plot; and
@@ -262,6 +273,9 @@ fn main() -> ExitCode {
         Command::Decommission { host, json } => {
             exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::cli(&host, json))))
         }
+        Command::ReloadCerts { host, json } => {
+            exit(runtime().and_then(|rt| rt.block_on(ringdb_node::cert_reload::cli(&host, json))))
+        }
         Command::Drain { host } => {
             exit(runtime().and_then(|rt| rt.block_on(ringdb_node::decommission::drain_cli(&host))))
         }
@@ -334,6 +348,7 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
     }
     let runtime = runtime()?;
     runtime.block_on(async move {
+        let hangups = ringdb_node::cert_reload::Hangups::catch();
         let node = server::start(
             loaded.config,
             server::StartOptions {
@@ -341,6 +356,12 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
             },
         )
         .await?;
+        let (stop_hangups, hangups_stopped) = tokio::sync::watch::channel(false);
+        let reloads = tokio::spawn(ringdb_node::cert_reload::reload_on_sighup(
+            node.cert_reloader(),
+            hangups,
+            hangups_stopped,
+        ));
         let failure = tokio::select! {
             () = server::wait_for_signal() => {
                 tracing::info!("signal received, shutting down");
@@ -355,6 +376,8 @@ fn run_node(config: Option<PathBuf>, sets: Vec<String>, check: bool) -> anyhow::
                 Some(reason)
             }
         };
+        let _ = stop_hangups.send(true);
+        let _ = reloads.await;
         node.shutdown().await;
         match failure {
             // A non-zero status: supervisors see the failure (and may restart the node, which

@@ -53,6 +53,8 @@ pub struct RunningNode {
     exit: watch::Receiver<bool>,
     /// Turns to the reason once the storage failed ([`FailStop`]).
     storage_failure: watch::Receiver<Option<String>>,
+    /// Reloads the node's certificates (`ringdb reload-certs`, SIGHUP).
+    certs: Arc<crate::cert_reload::CertReloader>,
 }
 
 impl RunningNode {
@@ -88,6 +90,11 @@ impl RunningNode {
     /// Where gossip runs (the internode transport's address).
     pub fn storage_addr(&self) -> Option<SocketAddr> {
         self.membership.as_ref().map(|m| m.transport.local_addr())
+    }
+
+    /// Reloads the node's certificates without a restart ([`crate::cert_reload`]).
+    pub fn cert_reloader(&self) -> Arc<crate::cert_reload::CertReloader> {
+        self.certs.clone()
     }
 
     /// The membership handle.
@@ -282,7 +289,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     let server = CqlServer::bind(cql_addr, executor.clone(), limits)
         .await
         .with_context(|| format!("binding the CQL listener on {cql_addr}"))?
-        .with_tls(client_tls);
+        .with_tls(client_tls.clone());
     let cql_addr = server.local_addr();
     let repair = crate::repair::RepairService::new(
         coordinator.clone(),
@@ -360,6 +367,18 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         finish_bootstrap(engine.as_ref(), &membership).await?;
         tracing::info!("bootstrapped: joined the ring");
     }
+    let certs = Arc::new(crate::cert_reload::CertReloader::new(
+        membership.transport.clone(),
+        client_tls.map(|tls| (config.client_encryption.clone(), tls)),
+    ));
+    let active = certs.active();
+    tracing::info!(
+        internode_sha256 = %active.internode.sha256,
+        internode_not_after = %active.internode.not_after,
+        client_sha256 = active.client.as_ref().map(|c| c.sha256.as_str()),
+        client_not_after = active.client.as_ref().map(|c| c.not_after.as_str()),
+        "certificates in use (`ringdb reload-certs` or SIGHUP reloads them)"
+    );
     let (exit_tx, exit) = watch::channel(false);
     let ring_change = crate::decommission::RingChange::new(
         coordinator.clone(),
@@ -374,6 +393,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         cql_addr,
         repair,
         ring_change,
+        certs.clone(),
         &shutdown_rx,
     );
     tasks.extend(admin.await);
@@ -393,6 +413,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         membership: Some(membership),
         exit,
         storage_failure,
+        certs,
     })
 }
 

@@ -39,6 +39,26 @@
 //! with `warn!` on the accepting side, naming the remote address and the reason, and counted in
 //! [`TransportStats::handshakes_refused`]; the dialing side gets [`TransportError::Handshake`].
 //!
+//! ## Replacing the certificates
+//!
+//! The files can be replaced on disk and reloaded without a restart
+//! ([`Transport::reload_tls`], or [`Transport::prepare_tls`] then [`Transport::install_tls`]
+//! to check several things before changing any). A reload reads the three files again and runs
+//! the very checks of [`Transport::bind`] — the key matches the certificate, the certificate
+//! chains to a certificate of the CA file for both usages and is valid now — **before** it
+//! changes anything: on any error the identity in use stays, and the error names the file and
+//! the problem. On success both directions switch at once: the endpoint's server configuration
+//! (quinn's `Endpoint::set_server_config`, for handshakes it accepts) and the client
+//! configuration of the connections it dials.
+//!
+//! **Connections already established stay up** with the identity they were made with: TLS
+//! authenticates a connection once, at its handshake, and cutting every link of a node to
+//! rotate a certificate would be an outage of its own. New handshakes — a peer that restarts,
+//! a connection lost and dialed again — use the new files. To rotate the CA, put the old and
+//! the new CA certificate together in every node's CA file and reload everywhere first; then
+//! issue certificates from the new CA and reload node by node; finally remove the old CA from
+//! the CA files and reload again.
+//!
 //! # Bounded everything, and what happens at each bound
 //!
 //! | bound | default | when hit |
@@ -119,6 +139,8 @@ pub use error::TransportError;
 pub use queue::DropOldestQueue;
 pub use tls::{ALPN, SERVER_NAME};
 
+use crate::certs::CertInfo;
+
 use codec::{FrameError, FrameKind};
 use peer::Peer;
 pub(crate) use tls::check_node_chain;
@@ -135,7 +157,8 @@ pub mod wire {
 /// Paths of the PEM files that make a node's TLS identity (as written by `ringdb certs issue`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
-    /// The cluster CA certificate: the only root trusted for peers.
+    /// The cluster CA certificate: the only root trusted for peers (two, old and new, while the
+    /// CA is rotated: every certificate of the file is trusted).
     pub ca: PathBuf,
     /// This node's certificate (optionally followed by intermediates).
     pub cert: PathBuf,
@@ -436,7 +459,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     config: TransportConfig,
     endpoint: quinn::Endpoint,
-    client_config: quinn::ClientConfig,
+    /// The TLS identity in use: the client side of new dials and what it is; replaced whole by
+    /// [`Transport::install_tls`] (the server side lives in the endpoint).
+    tls: Mutex<ActiveTls>,
     local_addr: SocketAddr,
     runtime: tokio::runtime::Handle,
     peers: Mutex<HashMap<SocketAddr, Arc<Peer>>>,
@@ -450,7 +475,18 @@ struct Shared {
     shutting_down: watch::Sender<bool>,
 }
 
+/// The TLS configuration new outgoing connections use, and the certificate it presents.
+struct ActiveTls {
+    client_config: quinn::ClientConfig,
+    info: CertInfo,
+}
+
 impl Shared {
+    /// The client configuration for a new dial.
+    fn client_config(&self) -> quinn::ClientConfig {
+        lock(&self.tls).client_config.clone()
+    }
+
     fn is_shutting_down(&self) -> bool {
         *self.shutting_down.borrow()
     }
@@ -553,6 +589,48 @@ fn quic_transport_config(
     Ok(transport)
 }
 
+/// A TLS identity read from the files and checked, ready to be installed with
+/// [`Transport::install_tls`]; dropping it changes nothing.
+pub struct PreparedTls {
+    server_config: quinn::ServerConfig,
+    client_config: quinn::ClientConfig,
+    info: CertInfo,
+}
+
+impl PreparedTls {
+    /// Loads and checks the files of `config.tls` and builds both sides' configurations.
+    fn load(config: &TransportConfig) -> Result<PreparedTls, TransportError> {
+        let identity = tls::load_identity(&config.tls)?;
+        let mut server_config =
+            quinn::ServerConfig::with_crypto(Arc::new(tls::server_crypto(&config.tls, &identity)?));
+        server_config
+            .transport_config(Arc::new(quic_transport_config(config, true)?))
+            // A peer is known by its address: it must not move its connection elsewhere.
+            .migration(false);
+        let mut client_config =
+            quinn::ClientConfig::new(Arc::new(tls::client_crypto(&config.tls, &identity)?));
+        client_config.transport_config(Arc::new(quic_transport_config(config, false)?));
+        Ok(PreparedTls {
+            server_config,
+            client_config,
+            info: identity.info,
+        })
+    }
+
+    /// The node certificate this identity presents.
+    pub fn certificate(&self) -> &CertInfo {
+        &self.info
+    }
+}
+
+impl std::fmt::Debug for PreparedTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedTls")
+            .field("certificate", &self.info)
+            .finish()
+    }
+}
+
 impl Transport {
     /// Loads and checks the TLS files (errors name the file at fault), binds the UDP socket and
     /// starts accepting connections. Returns the transport and the receiving ends of its inbound
@@ -561,17 +639,11 @@ impl Transport {
         config: TransportConfig,
     ) -> Result<(Transport, InboundQueues), TransportError> {
         config.validate()?;
-        let identity = tls::load_identity(&config.tls)?;
-
-        let mut server_config =
-            quinn::ServerConfig::with_crypto(Arc::new(tls::server_crypto(&config.tls, &identity)?));
-        server_config
-            .transport_config(Arc::new(quic_transport_config(&config, true)?))
-            // A peer is known by its address: it must not move its connection elsewhere.
-            .migration(false);
-        let mut client_config =
-            quinn::ClientConfig::new(Arc::new(tls::client_crypto(&config.tls, &identity)?));
-        client_config.transport_config(Arc::new(quic_transport_config(&config, false)?));
+        let PreparedTls {
+            server_config,
+            client_config,
+            info,
+        } = PreparedTls::load(&config)?;
 
         let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
             TransportError::Bind {
@@ -592,7 +664,10 @@ impl Transport {
         let shared = Arc::new(Shared {
             config,
             endpoint,
-            client_config,
+            tls: Mutex::new(ActiveTls {
+                client_config,
+                info,
+            }),
             local_addr,
             runtime: tokio::runtime::Handle::current(),
             peers: Mutex::new(HashMap::new()),
@@ -626,6 +701,46 @@ impl Transport {
     /// The address the endpoint is bound to (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// Reads the TLS files again (the paths given to [`Transport::bind`]) and, if they make a
+    /// valid identity, makes new handshakes in both directions use it; connections already
+    /// established stay up (see [Replacing the certificates](self#replacing-the-certificates)).
+    /// On error nothing changes and the error names the file at fault. Returns the certificate
+    /// now presented.
+    pub fn reload_tls(&self) -> Result<CertInfo, TransportError> {
+        let prepared = self.prepare_tls()?;
+        Ok(self.install_tls(prepared))
+    }
+
+    /// The checking half of [`Transport::reload_tls`]: reads and checks the files and builds the
+    /// configurations, changing nothing. Blocking file I/O, small.
+    pub fn prepare_tls(&self) -> Result<PreparedTls, TransportError> {
+        PreparedTls::load(&self.shared.config)
+    }
+
+    /// The swapping half of [`Transport::reload_tls`]: from now on, accepted and dialed
+    /// handshakes use `prepared`. Returns the certificate now presented. Callers that may reload
+    /// concurrently serialize prepare-and-install themselves, or an older read could be
+    /// installed last.
+    pub fn install_tls(&self, prepared: PreparedTls) -> CertInfo {
+        let PreparedTls {
+            server_config,
+            client_config,
+            info,
+        } = prepared;
+        let mut active = lock(&self.shared.tls);
+        self.shared.endpoint.set_server_config(Some(server_config));
+        *active = ActiveTls {
+            client_config,
+            info: info.clone(),
+        };
+        info
+    }
+
+    /// The node certificate new handshakes present.
+    pub fn tls_certificate(&self) -> CertInfo {
+        lock(&self.shared.tls).info.clone()
     }
 
     /// Queues a one-way message for `peer` and returns at once; never blocks. A per-peer task

@@ -344,7 +344,7 @@ async fn connection(shared: &Shared, peer: &Peer) -> Result<quinn::Connection, T
 async fn dial(shared: &Shared, peer: SocketAddr) -> Result<quinn::Connection, TransportError> {
     let connecting = shared
         .endpoint
-        .connect_with(shared.client_config.clone(), peer, SERVER_NAME)
+        .connect_with(shared.client_config(), peer, SERVER_NAME)
         .map_err(|e| TransportError::Connect {
             peer,
             reason: e.to_string(),

@@ -1,8 +1,14 @@
 //! Mutual TLS for the internode transport: loading the node's files, checking them, and building
 //! the rustls/quinn configurations for both sides of a connection.
 //!
-//! Both sides trust exactly one root, the cluster CA, and both present a certificate issued by it
-//! (`ringdb certs issue` gives node certificates both the server and the client usage).
+//! Both sides trust the cluster CA — the certificates of the CA file, normally one, two while the
+//! CA is being rotated (a bundle of the old and the new) — and both present a certificate issued
+//! by it (`ringdb certs issue` gives node certificates both the server and the client usage).
+//!
+//! Loading is split in two so that it can be tested without files or a clock:
+//! [`load_identity`] reads the three files, [`identity_from_pem`] checks their contents at a
+//! given time. The same checks run at start and on every reload
+//! ([`super::Transport::reload_tls`]), so a reload can never install what a start would refuse.
 //!
 //! Names are deliberately **not** checked: a node verifies that the peer's chain leads to the
 //! cluster CA, and nothing else. Nodes in containers or Kubernetes are dialed at IP addresses
@@ -22,6 +28,7 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::{TlsFiles, TransportError};
+use crate::certs::CertInfo;
 
 /// The ALPN protocol of the internode transport; a peer speaking anything else is refused.
 pub const ALPN: &[u8] = b"ringdb/1";
@@ -37,12 +44,14 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 
 /// The node's TLS material, loaded and checked.
 pub(crate) struct Identity {
-    /// The cluster CA as the only trust anchor.
+    /// The cluster CA as the only trust anchor (several during a CA rotation: a bundle).
     pub roots: Arc<RootCertStore>,
     /// The node's certificate chain, end entity first.
     pub chain: Vec<CertificateDer<'static>>,
     /// The node's private key.
     pub key: PrivateKeyDer<'static>,
+    /// What the node certificate is, for logs and operators.
+    pub info: CertInfo,
 }
 
 fn tls_error(path: &Path, reason: impl Into<String>) -> TransportError {
@@ -52,12 +61,17 @@ fn tls_error(path: &Path, reason: impl Into<String>) -> TransportError {
     }
 }
 
-/// Reads every certificate in a PEM file; at least one must be there.
-pub(crate) fn read_certificates(
+/// Reads a whole TLS file.
+fn read_file(path: &Path) -> Result<Vec<u8>, TransportError> {
+    std::fs::read(path).map_err(|e| tls_error(path, format!("cannot read the file: {e}")))
+}
+
+/// Every certificate in PEM text; at least one must be there. `path` names the source in errors.
+fn parse_certificates(
     path: &Path,
+    pem: &[u8],
 ) -> Result<Vec<CertificateDer<'static>>, TransportError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_error(path, format!("cannot read certificates: {e}")))?
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| tls_error(path, format!("cannot parse PEM certificates: {e}")))?;
     if certs.is_empty() {
@@ -66,9 +80,16 @@ pub(crate) fn read_certificates(
     Ok(certs)
 }
 
-/// Reads the first private key (PKCS#8, SEC1 or PKCS#1) from a PEM file.
-pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TransportError> {
-    PrivateKeyDer::from_pem_file(path)
+/// Reads every certificate in a PEM file; at least one must be there.
+pub(crate) fn read_certificates(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    parse_certificates(path, &read_file(path)?)
+}
+
+/// The first private key (PKCS#8, SEC1 or PKCS#1) in PEM text.
+fn parse_private_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TransportError> {
+    PrivateKeyDer::from_pem_slice(pem)
         .map_err(|e| tls_error(path, format!("cannot read a private key: {e}")))
 }
 
@@ -92,11 +113,19 @@ pub(crate) fn check_node_chain(
     roots: &Arc<RootCertStore>,
     chain: &[CertificateDer<'static>],
 ) -> Result<(), rustls::Error> {
+    check_node_chain_at(roots, chain, UnixTime::now())
+}
+
+/// [`check_node_chain`] at a given time (validity periods are checked against `now`).
+fn check_node_chain_at(
+    roots: &Arc<RootCertStore>,
+    chain: &[CertificateDer<'static>],
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
     let provider = provider();
     let (end_entity, intermediates) = chain
         .split_first()
         .ok_or(rustls::Error::NoCertificatesPresented)?;
-    let now = UnixTime::now();
     let parsed = ParsedCertificate::try_from(end_entity)?;
     rustls::client::verify_server_cert_signed_by_trust_anchor(
         &parsed,
@@ -112,13 +141,35 @@ pub(crate) fn check_node_chain(
     Ok(())
 }
 
-/// Loads the CA, the node certificate and its key, and checks that they belong together: the key
-/// matches the certificate, and the certificate chains to the CA for both usages. Every error
-/// names the file at fault.
+/// Loads the CA, the node certificate and its key, and checks that they belong together (see
+/// [`identity_from_pem`]). Every error names the file at fault.
 pub(crate) fn load_identity(files: &TlsFiles) -> Result<Identity, TransportError> {
-    let roots = Arc::new(root_store(&files.ca, read_certificates(&files.ca)?)?);
-    let chain = read_certificates(&files.cert)?;
-    let key = read_private_key(&files.key)?;
+    let ca = read_file(&files.ca)?;
+    let cert = read_file(&files.cert)?;
+    let key = read_file(&files.key)?;
+    identity_from_pem(files, &ca, &cert, &key, UnixTime::now())
+}
+
+/// The checks of a node identity, on the files' contents (no I/O, time given): the CA file holds
+/// usable CA certificates, the key matches the certificate, and the certificate chains to the
+/// CA for both usages and is valid at `now`. `files` only names the files in errors.
+pub(crate) fn identity_from_pem(
+    files: &TlsFiles,
+    ca_pem: &[u8],
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    now: UnixTime,
+) -> Result<Identity, TransportError> {
+    let roots = Arc::new(root_store(
+        &files.ca,
+        parse_certificates(&files.ca, ca_pem)?,
+    )?);
+    let chain = parse_certificates(&files.cert, cert_pem)?;
+    let key = parse_private_key(&files.key, key_pem)?;
+    let end_entity = chain
+        .first()
+        .ok_or_else(|| tls_error(&files.cert, "no CERTIFICATE found in the file"))?;
+    let info = CertInfo::from_der(end_entity).map_err(|e| tls_error(&files.cert, e))?;
     rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider()).map_err(
         |e| {
             tls_error(
@@ -130,7 +181,7 @@ pub(crate) fn load_identity(files: &TlsFiles) -> Result<Identity, TransportError
             )
         },
     )?;
-    check_node_chain(&roots, &chain).map_err(|e| {
+    check_node_chain_at(&roots, &chain, now).map_err(|e| {
         tls_error(
             &files.cert,
             format!(
@@ -139,7 +190,12 @@ pub(crate) fn load_identity(files: &TlsFiles) -> Result<Identity, TransportError
             ),
         )
     })?;
-    Ok(Identity { roots, chain, key })
+    Ok(Identity {
+        roots,
+        chain,
+        key,
+        info,
+    })
 }
 
 fn config_error(files: &TlsFiles, e: impl std::fmt::Display) -> TransportError {
@@ -243,5 +299,191 @@ impl ServerCertVerifier for ClusterCaVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::certs;
+
+    /// A CA in a temp dir and the PEM bytes of what it issues.
+    struct Pki {
+        dir: tempfile::TempDir,
+    }
+
+    /// One node's files, read back.
+    struct Pem {
+        files: TlsFiles,
+        ca: Vec<u8>,
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let dir = tempfile::tempdir().expect("temp dir");
+            certs::create_ca(&dir.path().join("ca"), "test CA").expect("CA");
+            Pki { dir }
+        }
+
+        fn issue(&self, name: &str) -> Pem {
+            let files = certs::issue(
+                &self.dir.path().join("ca"),
+                name,
+                &[std::net::IpAddr::from([127, 0, 0, 1])],
+                &[],
+                &self.dir.path().join(name),
+            )
+            .expect("issue");
+            let read = |p: &PathBuf| std::fs::read(p).expect("read");
+            Pem {
+                ca: read(&files.ca),
+                cert: read(&files.cert),
+                key: read(&files.key),
+                files: TlsFiles::from(files),
+            }
+        }
+    }
+
+    fn check(pem: &Pem, ca: &[u8], cert: &[u8], key: &[u8]) -> Result<Identity, TransportError> {
+        identity_from_pem(&pem.files, ca, cert, key, UnixTime::now())
+    }
+
+    fn reason_about(result: Result<Identity, TransportError>, path: &Path) -> String {
+        match result {
+            Err(TransportError::Tls { path: at, reason }) => {
+                assert_eq!(at, path, "{reason}");
+                reason
+            }
+            Err(other) => panic!("expected a TLS error naming {}: {other}", path.display()),
+            Ok(_) => panic!("expected a TLS error naming {}", path.display()),
+        }
+    }
+
+    #[test]
+    fn a_good_identity_is_described() {
+        let pki = Pki::new();
+        let node = pki.issue("node1");
+        let identity = check(&node, &node.ca, &node.cert, &node.key).expect("valid");
+        assert!(
+            identity.info.subject.contains("CN=node1"),
+            "{:?}",
+            identity.info
+        );
+        assert!(
+            identity.info.issuer.contains("CN=test CA"),
+            "{:?}",
+            identity.info
+        );
+        assert_eq!(identity.info.sha256.len(), 64);
+        assert!(identity.info.not_before < identity.info.not_after);
+        let again = pki.issue("node1");
+        let other = check(&again, &again.ca, &again.cert, &again.key).expect("valid");
+        assert_ne!(identity.info.sha256, other.info.sha256);
+        assert_ne!(identity.info.serial, other.info.serial);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_naming_the_key() {
+        let pki = Pki::new();
+        let node = pki.issue("node1");
+        let other = pki.issue("node2");
+        let reason = reason_about(
+            check(&node, &node.ca, &node.cert, &other.key),
+            &node.files.key,
+        );
+        assert!(
+            reason.contains("cannot be used with the certificate"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_of_another_ca_is_refused_naming_the_certificate() {
+        let node = Pki::new().issue("node1");
+        let stranger = Pki::new().issue("node1");
+        let reason = reason_about(
+            check(&node, &node.ca, &stranger.cert, &stranger.key),
+            &node.files.cert,
+        );
+        assert!(reason.contains("not a valid node certificate"), "{reason}");
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_certificates_are_refused() {
+        let pki = Pki::new();
+        let node = pki.issue("node1");
+        let in_eleven_years = UnixTime::since_unix_epoch(Duration::from_secs(
+            UnixTime::now().as_secs() + 11 * 365 * 24 * 3600,
+        ));
+        let reason = reason_about(
+            identity_from_pem(
+                &node.files,
+                &node.ca,
+                &node.cert,
+                &node.key,
+                in_eleven_years,
+            ),
+            &node.files.cert,
+        );
+        assert!(reason.to_lowercase().contains("expired"), "{reason}");
+        let long_ago = UnixTime::since_unix_epoch(Duration::from_secs(1_000_000));
+        let reason = reason_about(
+            identity_from_pem(&node.files, &node.ca, &node.cert, &node.key, long_ago),
+            &node.files.cert,
+        );
+        assert!(reason.to_lowercase().contains("not valid yet"), "{reason}");
+    }
+
+    #[test]
+    fn garbage_and_empty_files_are_refused_naming_the_file() {
+        let pki = Pki::new();
+        let node = pki.issue("node1");
+        let reason = reason_about(check(&node, b"", &node.cert, &node.key), &node.files.ca);
+        assert!(reason.contains("no CERTIFICATE"), "{reason}");
+        let reason = reason_about(
+            check(
+                &node,
+                &node.ca,
+                b"-----BEGIN CERTIFICATE-----\nnot base64!\n",
+                &node.key,
+            ),
+            &node.files.cert,
+        );
+        assert!(reason.contains("cannot parse"), "{reason}");
+        let reason = reason_about(
+            check(&node, &node.ca, &node.cert, b"hello"),
+            &node.files.key,
+        );
+        assert!(reason.contains("private key"), "{reason}");
+        // The key file given where the certificate belongs, and the other way round.
+        reason_about(
+            check(&node, &node.ca, &node.key, &node.key),
+            &node.files.cert,
+        );
+        reason_about(
+            check(&node, &node.ca, &node.cert, &node.cert),
+            &node.files.key,
+        );
+    }
+
+    #[test]
+    fn a_ca_bundle_accepts_certificates_of_each_of_its_cas() {
+        let old = Pki::new().issue("node1");
+        let new = Pki::new().issue("node1");
+        let bundle = [old.ca.clone(), new.ca.clone()].concat();
+        check(&old, &bundle, &old.cert, &old.key).expect("old CA's certificate");
+        check(&old, &bundle, &new.cert, &new.key).expect("new CA's certificate");
+        assert_eq!(
+            check(&old, &bundle, &old.cert, &old.key)
+                .expect("valid")
+                .roots
+                .len(),
+            2
+        );
     }
 }
