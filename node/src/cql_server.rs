@@ -986,16 +986,17 @@ mod overload_tests {
     }
 
     impl Harness {
-        /// Waits until nothing holds a place in the node bound (an answer reaches the client
-        /// a moment before its request gives its place back).
-        async fn idle(&self) {
+        /// Waits until exactly `n` requests hold a place in the node bound (connections are
+        /// read concurrently, and an answer reaches the client a moment before its request
+        /// gives its place back).
+        async fn in_flight(&self, n: usize) {
             for _ in 0..1000 {
-                if self.limiter.in_flight().requests == 0 {
+                if self.limiter.in_flight().requests == n {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            panic!("requests still in flight: {:?}", self.limiter.in_flight());
+            panic!("not {n} requests in flight: {:?}", self.limiter.in_flight());
         }
     }
 
@@ -1014,19 +1015,7 @@ mod overload_tests {
             inner: LocalDataPath::new(engine, commit),
             gate: gate_rx,
         };
-        let node = LocalNodeInfo {
-            cluster_name: "Test Cluster".into(),
-            host_id: uuid::Uuid::new_v4(),
-            listen_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            listen_port: 7000,
-            rpc_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            rpc_port: 9042,
-            dc: "datacenter1".into(),
-            rack: "rack1".into(),
-            tokens: vec![0],
-            release_version: "4.1.0".into(),
-            partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".into(),
-        };
+        let node = LocalNodeInfo::for_tests();
         let executor = Executor::with_data_path(
             Arc::new(path),
             schema,
@@ -1053,7 +1042,7 @@ mod overload_tests {
             limiter,
             _shutdown: shutdown,
         };
-        harness.idle().await;
+        harness.in_flight(0).await;
         harness
     }
 
@@ -1162,7 +1151,10 @@ mod overload_tests {
         let mut got = Vec::new();
         for _ in streams {
             let (stream, response) = client.recv().await;
-            assert!(streams.contains(&stream), "unexpected stream {stream}");
+            assert!(
+                streams.contains(&stream),
+                "unexpected stream {stream}: {response:?}"
+            );
             assert!(
                 !got.iter().any(|(s, _)| *s == stream),
                 "stream {stream} answered twice"
@@ -1181,6 +1173,7 @@ mod overload_tests {
         // Five writes hold the node's five places; everything past them is refused at once,
         // on this connection and on another one.
         let held = a.send_all((0..5).map(insert).collect()).await;
+        h.in_flight(5).await;
         let refused = a.send_all((5..8).map(insert).collect()).await;
         let on_b = b.send_all((8..10).map(insert).collect()).await;
         let first = answers(&mut a, &refused).await;
@@ -1200,7 +1193,7 @@ mod overload_tests {
         for (_, response) in answers(&mut a, &held).await {
             assert!(matches!(response, Response::Result(_)), "{response:?}");
         }
-        h.idle().await;
+        h.in_flight(0).await;
         let again = b.call(insert(11)).await;
         assert!(matches!(again, Response::Result(_)), "{again:?}");
     }
