@@ -526,6 +526,62 @@ async fn in_flight_limit_fails_fast() {
         matches!(r3, Err(TransportError::InFlightLimit { limit: 2, .. })),
         "{r3:?}"
     );
+    assert_eq!(a.stats().requests_refused_in_flight, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_bytes_limit_fails_fast_and_frees_with_the_requests() {
+    init_tracing();
+    let ca = Ca::new();
+    let (a, _a_queues) = bind_with(&ca.issue("a"), |c| {
+        c.max_message_bytes = 1000;
+        c.max_request_bytes_in_flight = 1000;
+    })
+    .await;
+    let (b, _b_queues) = bind(&ca.issue("b")).await; // never answers: nobody reads its queues
+    let to = b.local_addr();
+    let request = |len: usize, wait: Duration| {
+        let body = Bytes::from(vec![7u8; len]);
+        a.request(to, Channel::Verb, body, wait)
+    };
+    // 600 + 300 bytes are held while b is silent; 200 more do not fit, 100 do.
+    let late = |len: usize| async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        request(len, Duration::from_millis(300)).await
+    };
+    let (r1, r2, r3, r4) = tokio::join!(
+        request(600, Duration::from_millis(800)),
+        request(300, Duration::from_millis(800)),
+        late(200),
+        late(100),
+    );
+    assert!(matches!(r1, Err(TransportError::Timeout { .. })), "{r1:?}");
+    assert!(matches!(r2, Err(TransportError::Timeout { .. })), "{r2:?}");
+    assert!(
+        matches!(
+            r3,
+            Err(TransportError::InFlightBytesLimit { limit: 1000, .. })
+        ),
+        "{r3:?}"
+    );
+    assert!(matches!(r4, Err(TransportError::Timeout { .. })), "{r4:?}");
+    assert_eq!(a.stats().requests_refused_in_flight, 1);
+    // Once they timed out, their bytes are free again: a full-size request is sent (and times
+    // out, b still being silent) rather than refused.
+    let r5 = request(1000, Duration::from_millis(200)).await;
+    assert!(matches!(r5, Err(TransportError::Timeout { .. })), "{r5:?}");
+}
+
+#[tokio::test]
+async fn a_byte_budget_below_the_message_size_is_refused() {
+    let ca = Ca::new();
+    let mut config = config(&ca.issue("a"));
+    config.max_request_bytes_in_flight = config.max_message_bytes - 1;
+    let err = Transport::bind(config).await.unwrap_err();
+    assert!(
+        err.to_string().contains("max_request_bytes_in_flight"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

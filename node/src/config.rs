@@ -99,9 +99,28 @@ pub struct Config {
         serialize_with = "serialize_byte_size"
     )]
     pub native_transport_max_frame_size: u64,
-    /// Requests processed at once on one connection; past it the node stops reading from that
-    /// connection until one finishes (back-pressure, nothing is dropped).
+    /// Requests processed at once on one connection. Past it the node stops reading from that
+    /// connection until one finishes (back-pressure, nothing is dropped) — unless the client
+    /// sent the STARTUP option `THROW_ON_OVERLOAD=1` or `native_transport_throw_on_overload` is
+    /// on, in which case the request is answered at once with Overloaded (0x1001).
     pub native_transport_max_requests_per_connection: u32,
+    /// Answer requests past `native_transport_max_requests_per_connection` with Overloaded
+    /// (0x1001) on every connection, as if each client had sent `THROW_ON_OVERLOAD=1`, instead
+    /// of pausing the connection (back-pressure, the default).
+    pub native_transport_throw_on_overload: bool,
+    /// Requests in flight at once over all client connections of this node. A request past it
+    /// is answered at once with Overloaded (0x1001), naming this key; the connection stays
+    /// open. STARTUP, OPTIONS and REGISTER are not counted.
+    pub native_transport_max_concurrent_requests: u32,
+    /// Bytes of request frames in flight at once over all client connections, e.g. `256MiB`;
+    /// past it requests are answered with Overloaded (0x1001) like past
+    /// `native_transport_max_concurrent_requests`. A single frame larger than this is still
+    /// admitted when nothing else is in flight (`native_transport_max_frame_size` bounds it).
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
+    pub native_transport_max_concurrent_requests_in_bytes: u64,
     /// Client connections accepted at once; further connections are closed at once.
     pub native_transport_max_connections: u32,
     /// A connection that has not finished STARTUP (and authentication, when it is on) this
@@ -237,6 +256,9 @@ impl Default for Config {
             native_transport_port: 9042,
             native_transport_max_frame_size: 256 * 1024 * 1024,
             native_transport_max_requests_per_connection: 1024,
+            native_transport_throw_on_overload: false,
+            native_transport_max_concurrent_requests: 8192,
+            native_transport_max_concurrent_requests_in_bytes: 256 << 20,
             native_transport_max_connections: 4096,
             native_transport_idle_startup_timeout_ms: 10_000,
             authenticator: Authenticator::AllowAll,
@@ -486,6 +508,21 @@ impl Config {
             return Err(bad(
                 "native_transport_max_requests_per_connection",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.native_transport_max_concurrent_requests == 0 {
+            return Err(bad(
+                "native_transport_max_concurrent_requests",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.native_transport_max_concurrent_requests_in_bytes < 1024 {
+            return Err(bad(
+                "native_transport_max_concurrent_requests_in_bytes",
+                format!(
+                    "{} bytes is too small (at least 1KiB)",
+                    self.native_transport_max_concurrent_requests_in_bytes
+                ),
             ));
         }
         if self.native_transport_max_connections == 0 {
@@ -814,6 +851,43 @@ mod tests {
         assert!(parse_byte_size("many").is_err());
         let c = load(None, &[], &["native_transport_max_frame_size=16MiB"]).unwrap();
         assert_eq!(c.native_transport_max_frame_size, 16 << 20);
+    }
+
+    #[test]
+    fn overload_bounds_parse_and_are_validated() {
+        let c = load(
+            Some("native_transport_max_concurrent_requests: 500\n"),
+            &[("RINGDB_NATIVE_TRANSPORT_THROW_ON_OVERLOAD", "true")],
+            &["native_transport_max_concurrent_requests_in_bytes=8MiB"],
+        )
+        .unwrap();
+        assert_eq!(c.native_transport_max_concurrent_requests, 500);
+        assert_eq!(c.native_transport_max_concurrent_requests_in_bytes, 8 << 20);
+        assert!(c.native_transport_throw_on_overload);
+        let d = Config::default();
+        assert!(!d.native_transport_throw_on_overload);
+        assert!(
+            d.native_transport_max_concurrent_requests as u64
+                >= d.native_transport_max_requests_per_connection as u64,
+            "one busy connection alone must not hit the node bound"
+        );
+        for (set, key) in [
+            (
+                "native_transport_max_concurrent_requests=0",
+                "native_transport_max_concurrent_requests",
+            ),
+            (
+                "native_transport_max_concurrent_requests_in_bytes=100",
+                "native_transport_max_concurrent_requests_in_bytes",
+            ),
+            (
+                "native_transport_throw_on_overload=sometimes",
+                "native_transport_throw_on_overload",
+            ),
+        ] {
+            let e = load(None, &[], &[set]).unwrap_err().to_string();
+            assert!(e.contains(key), "{set}: {e}");
+        }
     }
 
     #[test]

@@ -4,9 +4,28 @@
 //! [`Connection::serve`]) and a writer task. The reader cuts frames off the socket with
 //! `Frame::split_from` — an incomplete frame just means "read more" — and spawns one task per
 //! request, so requests on a connection run concurrently and their answers go out in the order
-//! they finish, each on its request's stream id. A semaphore bounds the requests in flight per
-//! connection; when it is exhausted the reader stops reading (TCP back-pressure), it never drops
-//! a request.
+//! they finish, each on its request's stream id.
+//!
+//! # Overload
+//!
+//! Requests are admitted by the reader before they get a task ([`crate::admission`]):
+//!
+//! - per node, at most `native_transport_max_concurrent_requests` requests and
+//!   `native_transport_max_concurrent_requests_in_bytes` bytes of request frames are in flight
+//!   over all connections; a request past either is answered at once with Overloaded (0x1001)
+//!   and a message naming the bound, and the connection goes on (STARTUP, OPTIONS and REGISTER
+//!   are not counted);
+//! - per connection, at most `native_transport_max_requests_per_connection`. Past it the reader
+//!   stops reading (TCP back-pressure, as Cassandra does by default) and never drops a request —
+//!   unless the client sent the STARTUP option `THROW_ON_OVERLOAD=1` or the node is configured
+//!   with `native_transport_throw_on_overload`: then the request is answered Overloaded at once.
+//! - connections: past `native_transport_max_connections` a new connection is closed on accept.
+//!
+//! Memory stays bounded either way: a request keeps its admission until its response is queued
+//! for the writer, and the writer's queue holds at most one response per admitted request plus
+//! a few; a client that sends but never reads fills its queue, then its admissions, then is no
+//! longer read from (its Overloaded answers wait for room in the same queue). Every refusal is
+//! counted in `ringdb_cql_requests_overloaded_total` by `limit`.
 //!
 //! Bad input never takes the node down: a frame of another protocol version gets the Protocol
 //! error drivers expect for version negotiation, a frame over the size limit, an unknown opcode
@@ -37,7 +56,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
-use ringdb_cql::frame::Frame;
+use ringdb_cql::frame::{Frame, Opcode, HEADER_LEN};
 use ringdb_cql::message::{
     decode_request_frame, frame_error_response, response_frame, BatchQuery, BatchType, BoundValue,
     ColumnSpec, Consistency, ErrorBody, ErrorKind, Event, PreparedMetadata, QueryParameters,
@@ -45,6 +64,7 @@ use ringdb_cql::message::{
     SchemaChangeTarget, SchemaChangeType, WriteType,
 };
 
+use crate::admission::{NodeLimiter, OverloadMode, Refusal};
 use crate::client_tls::ClientTls;
 use crate::executor::{self, ExecError, Executor, QueryResult, Session};
 use crate::metrics as m;
@@ -55,8 +75,17 @@ use crate::server::DRAIN_TIMEOUT;
 pub struct ServerLimits {
     /// Largest frame body accepted, bytes.
     pub max_frame_len: usize,
-    /// Requests in flight per connection before the reader pauses.
+    /// Requests in flight per connection before the reader pauses (or, with
+    /// [`OverloadMode::Throw`], answers Overloaded).
     pub max_requests_per_connection: usize,
+    /// What a connection does past `max_requests_per_connection` unless its client asks to be
+    /// told (STARTUP `THROW_ON_OVERLOAD=1`).
+    pub overload_mode: OverloadMode,
+    /// Requests in flight over all connections; past it requests are answered Overloaded.
+    pub max_concurrent_requests: usize,
+    /// Bytes of request frames in flight over all connections; past it requests are answered
+    /// Overloaded.
+    pub max_concurrent_request_bytes: u64,
     /// Connections open at once; more are closed on accept.
     pub max_connections: usize,
     /// A connection not ready (STARTUP done and, with authentication, logged in) this long
@@ -80,6 +109,7 @@ pub struct CqlServer {
     tls: Option<ClientTls>,
     events: broadcast::Sender<Event>,
     open_connections: Arc<AtomicUsize>,
+    node_limiter: Arc<NodeLimiter>,
 }
 
 impl CqlServer {
@@ -98,6 +128,10 @@ impl CqlServer {
             tls: None,
             events,
             open_connections: Arc::new(AtomicUsize::new(0)),
+            node_limiter: NodeLimiter::new(
+                limits.max_concurrent_requests,
+                limits.max_concurrent_request_bytes,
+            ),
         })
     }
 
@@ -148,7 +182,8 @@ impl CqlServer {
                         executor: self.executor.clone(),
                         limits: self.limits,
                         events: self.events.clone(),
-                        state: Arc::new(ConnState::default()),
+                        state: Arc::new(ConnState::new(self.limits.overload_mode)),
+                        node_limiter: self.node_limiter.clone(),
                         peer,
                     };
                     let open = self.open_connections.clone();
@@ -189,9 +224,21 @@ struct ConnState {
     started: AtomicBool,
     /// STARTUP done and, with authentication, logged in: statements may run.
     ready: AtomicBool,
+    /// Past its own bound, answer Overloaded instead of pausing ([`OverloadMode::Throw`]): the
+    /// node's configuration, or the client's STARTUP option `THROW_ON_OVERLOAD`.
+    throw_on_overload: AtomicBool,
     session: Mutex<Session>,
     /// Event types registered for (`SCHEMA_CHANGE`, ...).
     registered: Mutex<Vec<String>>,
+}
+
+impl ConnState {
+    fn new(mode: OverloadMode) -> ConnState {
+        ConnState {
+            throw_on_overload: AtomicBool::new(mode == OverloadMode::Throw),
+            ..ConnState::default()
+        }
+    }
 }
 
 struct Connection {
@@ -199,7 +246,24 @@ struct Connection {
     limits: ServerLimits,
     events: broadcast::Sender<Event>,
     state: Arc<ConnState>,
+    node_limiter: Arc<NodeLimiter>,
     peer: SocketAddr,
+}
+
+/// Whether a request of this opcode counts against the node's bound: control messages that are
+/// answered from memory do not, so a client can always connect.
+fn counts_against_node_bound(opcode: Opcode) -> bool {
+    !matches!(opcode, Opcode::Startup | Opcode::Options | Opcode::Register)
+}
+
+/// The answer to a request refused by admission, on its stream.
+fn overloaded_frame(stream: i16, refusal: &Refusal) -> Vec<u8> {
+    metrics::counter!(m::REQUESTS_OVERLOADED, "limit" => refusal.metric_label()).increment(1);
+    metrics::counter!(m::ERRORS, "code" => "0x1001").increment(1);
+    error_frame(
+        stream,
+        ErrorBody::new(ErrorKind::Overloaded, refusal.to_string()),
+    )
 }
 
 impl Connection {
@@ -263,18 +327,52 @@ impl Connection {
             loop {
                 match Frame::split_from(&mut buf, this.limits.max_frame_len) {
                     Ok(Some(frame)) => {
-                        let permit = tokio::select! {
-                            p = in_flight.clone().acquire_owned() => match p {
-                                Ok(p) => p,
-                                Err(_) => break 'conn,
+                        let stream = frame.header.stream;
+                        let throw = this.state.throw_on_overload.load(Ordering::Relaxed);
+                        let permit = match in_flight.clone().try_acquire_owned() {
+                            Ok(p) => Ok(p),
+                            Err(tokio::sync::TryAcquireError::Closed) => break 'conn,
+                            Err(tokio::sync::TryAcquireError::NoPermits) if throw => {
+                                Err(Refusal::ConnectionRequests {
+                                    limit: this.limits.max_requests_per_connection,
+                                })
+                            }
+                            // Back-pressure: nothing more is read until a request finishes.
+                            Err(tokio::sync::TryAcquireError::NoPermits) => tokio::select! {
+                                p = in_flight.clone().acquire_owned() => match p {
+                                    Ok(p) => Ok(p),
+                                    Err(_) => break 'conn,
+                                },
+                                _ = shutdown.changed() => break 'conn,
                             },
-                            _ = shutdown.changed() => break 'conn,
+                        };
+                        let admitted = permit.and_then(|permit| {
+                            if !counts_against_node_bound(frame.header.opcode) {
+                                return Ok((permit, None));
+                            }
+                            let size = (HEADER_LEN + frame.body.len()) as u64;
+                            let node = this.node_limiter.try_admit(size)?;
+                            Ok((permit, Some(node)))
+                        });
+                        let (permit, node_admission) = match admitted {
+                            Ok(a) => a,
+                            Err(refusal) => {
+                                let bytes = overloaded_frame(stream, &refusal);
+                                // Waits for room when the client does not read its answers:
+                                // then the connection is not read from either.
+                                tokio::select! {
+                                    _ = out_tx.send(bytes) => {}
+                                    _ = shutdown.changed() => break 'conn,
+                                }
+                                continue;
+                            }
                         };
                         let conn = this.clone();
                         let out = out_tx.clone();
                         tokio::spawn(async move {
                             let bytes = conn.handle_frame(frame).await;
                             let _ = out.send(bytes).await;
+                            drop(node_admission);
                             drop(permit);
                         });
                     }
@@ -375,6 +473,9 @@ impl Connection {
                     return error(ErrorBody::protocol(format!(
                         "Unsupported compression algorithm: {algo} (this server supports none)"
                     )));
+                }
+                if OverloadMode::startup_asks_to_throw(options.iter().map(|(k, v)| (k, v))) {
+                    self.state.throw_on_overload.store(true, Ordering::Relaxed);
                 }
                 self.state.started.store(true, Ordering::Release);
                 if self.executor.auth().is_some() && !self.state.ready.load(Ordering::Acquire) {
@@ -814,5 +915,368 @@ mod tests {
         ] {
             assert_eq!(parse_sasl_plain(bad), None, "{bad:?}");
         }
+    }
+}
+
+/// The admission bounds end to end through a real listener, with a data path whose writes wait
+/// at a gate the test opens: requests stay in flight exactly as long as the test wants.
+#[cfg(test)]
+mod overload_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::BytesMut;
+    use futures::future::BoxFuture;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::sync::watch;
+
+    use ringdb_cql::frame::Frame;
+    use ringdb_cql::message::{
+        decode_response_frame, request_frame, Consistency, ErrorKind, QueryParameters, Request,
+        Response,
+    };
+
+    use super::{CqlServer, ServerLimits};
+    use crate::admission::OverloadMode;
+    use crate::executor::datapath::{PartitionRead, RangeRead};
+    use crate::executor::{DataPath, ExecError, Executor, LocalDataPath, WriteRequest};
+    use crate::storage::{PartitionData, TableId};
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    /// The local data path, except that writes wait while the gate is closed.
+    struct GatedPath {
+        inner: LocalDataPath,
+        gate: watch::Receiver<bool>,
+    }
+
+    impl DataPath for GatedPath {
+        fn write(&self, write: WriteRequest) -> BoxFuture<'_, Result<(), ExecError>> {
+            let mut gate = self.gate.clone();
+            Box::pin(async move {
+                let _ = gate.wait_for(|open| *open).await;
+                self.inner.write(write).await
+            })
+        }
+        fn read<'a>(
+            &'a self,
+            read: PartitionRead<'a>,
+        ) -> BoxFuture<'a, Result<Option<PartitionData>, ExecError>> {
+            self.inner.read(read)
+        }
+        fn scan<'a>(
+            &'a self,
+            read: RangeRead<'a>,
+        ) -> BoxFuture<'a, Result<Vec<PartitionData>, ExecError>> {
+            self.inner.scan(read)
+        }
+        fn truncate<'a>(
+            &'a self,
+            keyspace: &'a str,
+            table: TableId,
+        ) -> BoxFuture<'a, Result<(), ExecError>> {
+            self.inner.truncate(keyspace, table)
+        }
+    }
+
+    struct Harness {
+        addr: std::net::SocketAddr,
+        gate: watch::Sender<bool>,
+        limiter: Arc<crate::admission::NodeLimiter>,
+        _shutdown: watch::Sender<bool>,
+    }
+
+    impl Harness {
+        /// Waits until exactly `n` requests hold a place in the node bound (connections are
+        /// read concurrently, and an answer reaches the client a moment before its request
+        /// gives its place back).
+        async fn in_flight(&self, n: usize) {
+            for _ in 0..1000 {
+                if self.limiter.in_flight().requests == n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("not {n} requests in flight: {:?}", self.limiter.in_flight());
+        }
+    }
+
+    async fn start(limits: ServerLimits) -> Harness {
+        use crate::commitlog::{CommitSync, SyncMode};
+        use crate::executor::LocalNodeInfo;
+        use crate::schema::SchemaStore;
+        use crate::storage::{Engine, MemoryEngine};
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let (commit, _flusher) =
+            CommitSync::start(SyncMode::Batch, engine.clone(), shutdown_rx.clone());
+        let schema = SchemaStore::open(engine.clone()).expect("schema store");
+        let (gate, gate_rx) = watch::channel(true);
+        let path = GatedPath {
+            inner: LocalDataPath::new(engine, commit),
+            gate: gate_rx,
+        };
+        let node = LocalNodeInfo::for_tests();
+        let executor = Executor::with_data_path(
+            Arc::new(path),
+            schema,
+            node,
+            crate::clock::HybridClock::system(),
+        );
+        let server = CqlServer::bind("127.0.0.1:0".parse().unwrap(), executor, limits)
+            .await
+            .expect("bind");
+        let addr = server.local_addr();
+        let limiter = server.node_limiter.clone();
+        tokio::spawn(server.run(shutdown_rx));
+        let mut setup = Client::connect(addr, &[]).await;
+        for cql in [
+            "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
+            "CREATE TABLE ks.t (k int PRIMARY KEY, v int)",
+        ] {
+            let answer = setup.call(query(cql)).await;
+            assert!(!matches!(answer, Response::Error(_)), "{cql}: {answer:?}");
+        }
+        let harness = Harness {
+            addr,
+            gate,
+            limiter,
+            _shutdown: shutdown,
+        };
+        harness.in_flight(0).await;
+        harness
+    }
+
+    fn limits(per_connection: usize, node: usize, node_bytes: u64) -> ServerLimits {
+        ServerLimits {
+            max_frame_len: 1 << 20,
+            max_requests_per_connection: per_connection,
+            overload_mode: OverloadMode::BackPressure,
+            max_concurrent_requests: node,
+            max_concurrent_request_bytes: node_bytes,
+            max_connections: 16,
+            startup_timeout: WAIT,
+        }
+    }
+
+    fn query(cql: &str) -> Request {
+        Request::Query {
+            query: cql.to_string(),
+            params: QueryParameters {
+                consistency: Consistency::One,
+                ..QueryParameters::default()
+            },
+        }
+    }
+
+    fn insert(k: i32) -> Request {
+        query(&format!("INSERT INTO ks.t (k, v) VALUES ({k}, {k})"))
+    }
+
+    struct Client {
+        socket: TcpStream,
+        buf: BytesMut,
+        next_stream: i16,
+    }
+
+    impl Client {
+        async fn connect(addr: std::net::SocketAddr, options: &[(&str, &str)]) -> Client {
+            let socket = TcpStream::connect(addr).await.expect("connect");
+            let mut client = Client {
+                socket,
+                buf: BytesMut::new(),
+                next_stream: 0,
+            };
+            let mut startup = vec![("CQL_VERSION".to_string(), "3.0.0".to_string())];
+            startup.extend(options.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let ready = client.call(Request::Startup(startup)).await;
+            assert!(matches!(ready, Response::Ready), "{ready:?}");
+            client
+        }
+
+        /// Sends every request at once (one write), returns their stream ids.
+        async fn send_all(&mut self, requests: Vec<Request>) -> Vec<i16> {
+            let mut bytes = Vec::new();
+            let mut streams = Vec::new();
+            for request in requests {
+                self.next_stream += 1;
+                streams.push(self.next_stream);
+                bytes.extend(request_frame(self.next_stream, &request));
+            }
+            self.socket.write_all(&bytes).await.expect("write");
+            streams
+        }
+
+        async fn recv(&mut self) -> (i16, Response) {
+            loop {
+                if let Some(frame) = Frame::split_from(&mut self.buf, 1 << 24).expect("frame") {
+                    let decoded = decode_response_frame(&frame).expect("response");
+                    return (decoded.stream, decoded.response);
+                }
+                let read = tokio::time::timeout(WAIT, self.socket.read_buf(&mut self.buf))
+                    .await
+                    .expect("an answer in time")
+                    .expect("read");
+                assert!(read > 0, "the server closed the connection");
+            }
+        }
+
+        /// Whether an answer arrives within `wait`.
+        async fn answers_within(&mut self, wait: Duration) -> bool {
+            if !self.buf.is_empty() {
+                return true;
+            }
+            matches!(
+                tokio::time::timeout(wait, self.socket.read_buf(&mut self.buf)).await,
+                Ok(Ok(n)) if n > 0
+            )
+        }
+
+        async fn call(&mut self, request: Request) -> Response {
+            let stream = self.send_all(vec![request]).await[0];
+            let (got, response) = self.recv().await;
+            assert_eq!(got, stream);
+            response
+        }
+    }
+
+    fn overloaded_message(response: &Response) -> Option<&str> {
+        match response {
+            Response::Error(e) if matches!(e.kind, ErrorKind::Overloaded) => Some(&e.message),
+            _ => None,
+        }
+    }
+
+    /// Collects one answer per stream id; panics on a duplicate.
+    async fn answers(client: &mut Client, streams: &[i16]) -> Vec<(i16, Response)> {
+        let mut got = Vec::new();
+        for _ in streams {
+            let (stream, response) = client.recv().await;
+            assert!(
+                streams.contains(&stream),
+                "unexpected stream {stream}: {response:?}"
+            );
+            assert!(
+                !got.iter().any(|(s, _)| *s == stream),
+                "stream {stream} answered twice"
+            );
+            got.push((stream, response));
+        }
+        got
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_node_bound_requests_are_answered_overloaded_at_once() {
+        let h = start(limits(1024, 5, 1 << 20)).await;
+        h.gate.send_replace(false);
+        let mut a = Client::connect(h.addr, &[]).await;
+        let mut b = Client::connect(h.addr, &[]).await;
+        // Five writes hold the node's five places; everything past them is refused at once,
+        // on this connection and on another one.
+        let held = a.send_all((0..5).map(insert).collect()).await;
+        h.in_flight(5).await;
+        let refused = a.send_all((5..8).map(insert).collect()).await;
+        let on_b = b.send_all((8..10).map(insert).collect()).await;
+        let first = answers(&mut a, &refused).await;
+        for (_, response) in first.iter() {
+            let message = overloaded_message(response).expect("overloaded");
+            assert!(
+                message.contains("native_transport_max_concurrent_requests"),
+                "{message}"
+            );
+        }
+        for (_, response) in answers(&mut b, &on_b).await {
+            assert!(overloaded_message(&response).is_some(), "{response:?}");
+        }
+        // The connections stay open; once the gate opens the held writes succeed, and the node
+        // takes requests again.
+        h.gate.send_replace(true);
+        for (_, response) in answers(&mut a, &held).await {
+            assert!(matches!(response, Response::Result(_)), "{response:?}");
+        }
+        h.in_flight(0).await;
+        let again = b.call(insert(11)).await;
+        assert!(matches!(again, Response::Result(_)), "{again:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_node_byte_bound_requests_are_answered_overloaded() {
+        // Room for about two INSERT frames.
+        let size = request_frame(1, &insert(100)).len() as u64;
+        let h = start(limits(1024, 1000, 2 * size + size / 2)).await;
+        h.gate.send_replace(false);
+        let mut a = Client::connect(h.addr, &[]).await;
+        let held = a.send_all(vec![insert(100), insert(101)]).await;
+        let refused = a.send_all(vec![insert(102)]).await;
+        let (stream, response) = a.recv().await;
+        assert_eq!(stream, refused[0]);
+        let message = overloaded_message(&response).expect("overloaded");
+        assert!(
+            message.contains("native_transport_max_concurrent_requests_in_bytes"),
+            "{message}"
+        );
+        // OPTIONS is not counted: it is answered while the bound is full.
+        let supported = a.call(Request::Options).await;
+        assert!(matches!(supported, Response::Supported(_)), "{supported:?}");
+        h.gate.send_replace(true);
+        for (_, response) in answers(&mut a, &held).await {
+            assert!(matches!(response, Response::Result(_)), "{response:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn past_the_connection_bound_a_connection_waits_unless_it_asked_to_be_told() {
+        let h = start(limits(2, 1000, 1 << 20)).await;
+        h.gate.send_replace(false);
+        // Default: back-pressure. Four writes, two run, two wait unread; none is refused.
+        let mut patient = Client::connect(h.addr, &[]).await;
+        let waiting = patient.send_all((0..4).map(insert).collect()).await;
+        assert!(
+            !patient.answers_within(Duration::from_millis(300)).await,
+            "nothing can be answered while the gate is closed"
+        );
+        // THROW_ON_OVERLOAD=1: the two past the bound are answered Overloaded at once.
+        let mut eager = Client::connect(h.addr, &[("THROW_ON_OVERLOAD", "1")]).await;
+        let held = eager.send_all(vec![insert(10), insert(11)]).await;
+        let refused = eager.send_all(vec![insert(12), insert(13)]).await;
+        for (_, response) in answers(&mut eager, &refused).await {
+            let message = overloaded_message(&response).expect("overloaded");
+            assert!(
+                message.contains("native_transport_max_requests_per_connection"),
+                "{message}"
+            );
+        }
+        h.gate.send_replace(true);
+        for (_, response) in answers(&mut patient, &waiting).await {
+            assert!(matches!(response, Response::Result(_)), "{response:?}");
+        }
+        for (_, response) in answers(&mut eager, &held).await {
+            assert!(matches!(response, Response::Result(_)), "{response:?}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_never_reads_is_paused_not_buffered_without_bound() {
+        // Per connection 4: with answers unread, the writer queue holds at most those and the
+        // reader stops reading; the node's other clients are served all along.
+        let h = start(limits(4, 1000, 1 << 20)).await;
+        let mut silent = TcpStream::connect(h.addr).await.expect("connect");
+        let mut frames = request_frame(
+            0,
+            &Request::Startup(vec![("CQL_VERSION".into(), "3.0.0".into())]),
+        );
+        // Large enough answers that the socket buffers fill: SELECTs of system.local.
+        for i in 1..=20_000i16 {
+            frames.extend(request_frame(
+                i,
+                &query("SELECT * FROM system.local WHERE key = 'local'"),
+            ));
+        }
+        // The write stalls once the server stops reading; that is the point.
+        let _ = tokio::time::timeout(Duration::from_secs(2), silent.write_all(&frames)).await;
+        let mut other = Client::connect(h.addr, &[]).await;
+        let answer = other.call(insert(1)).await;
+        assert!(matches!(answer, Response::Result(_)), "{answer:?}");
     }
 }

@@ -25,6 +25,7 @@
 //! - [`bench`]: `ringdb bench`, the load generator, and the null server it is measured against.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod bench;
 pub mod cert_reload;

@@ -487,6 +487,7 @@ async fn export_metrics(
         metrics::counter!(m::INTERNODE_BYTES_SENT).absolute(t.bytes_sent);
         metrics::counter!(m::INTERNODE_BYTES_RECEIVED).absolute(t.bytes_received);
         metrics::counter!(m::INTERNODE_HANDSHAKES_REFUSED).absolute(t.handshakes_refused);
+        metrics::counter!(m::INTERNODE_REQUESTS_REFUSED).absolute(t.requests_refused_in_flight);
         for (reason, n) in [
             ("queue_full", t.dropped_queue_full),
             ("inbound_full", t.dropped_inbound_full),

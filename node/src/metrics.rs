@@ -13,6 +13,8 @@
 //! | `ringdb_cql_connections` | gauge | — |
 //! | `ringdb_cql_connections_total` | counter | — |
 //! | `ringdb_cql_connections_rejected_total` | counter | — |
+//! | `ringdb_cql_requests_overloaded_total` | counter | `limit` (node_requests: `native_transport_max_concurrent_requests`, node_bytes: `…_in_bytes`, connection_requests: `native_transport_max_requests_per_connection` with THROW_ON_OVERLOAD): requests answered Overloaded (0x1001) without being run |
+//! | `ringdb_internode_requests_refused_total` | counter | — (requests to other nodes refused at once because `max_requests_in_flight` requests or `max_request_bytes_in_flight` bytes were already waiting for that node: the replica counts as not answering and gets a hint) |
 //! | `ringdb_cql_bytes_received_total` | counter | — |
 //! | `ringdb_cql_bytes_sent_total` | counter | — |
 //! | `ringdb_storage_bytes` | gauge | — |
@@ -50,6 +52,8 @@ pub const ERRORS: &str = "ringdb_cql_errors_total";
 pub const CONNECTIONS: &str = "ringdb_cql_connections";
 pub const CONNECTIONS_TOTAL: &str = "ringdb_cql_connections_total";
 pub const CONNECTIONS_REJECTED: &str = "ringdb_cql_connections_rejected_total";
+pub const REQUESTS_OVERLOADED: &str = "ringdb_cql_requests_overloaded_total";
+pub const INTERNODE_REQUESTS_REFUSED: &str = "ringdb_internode_requests_refused_total";
 pub const AUTH_FAILURES: &str = "ringdb_cql_auth_failures_total";
 pub const BYTES_RECEIVED: &str = "ringdb_cql_bytes_received_total";
 pub const BYTES_SENT: &str = "ringdb_cql_bytes_sent_total";
@@ -109,6 +113,14 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REJECTED,
         "CQL client connections refused (limit reached)"
+    );
+    describe_counter!(
+        REQUESTS_OVERLOADED,
+        "CQL requests answered Overloaded without being run, by the limit they were past"
+    );
+    describe_counter!(
+        INTERNODE_REQUESTS_REFUSED,
+        "Requests to other nodes refused at once: too many requests or bytes already in flight to that node"
     );
     describe_counter!(
         AUTH_FAILURES,

@@ -272,6 +272,11 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         max_frame_len: config.native_transport_max_frame_size as usize,
         max_requests_per_connection: config.native_transport_max_requests_per_connection as usize,
         max_connections: config.native_transport_max_connections as usize,
+        overload_mode: crate::admission::OverloadMode::configured(
+            config.native_transport_throw_on_overload,
+        ),
+        max_concurrent_requests: config.native_transport_max_concurrent_requests as usize,
+        max_concurrent_request_bytes: config.native_transport_max_concurrent_requests_in_bytes,
         startup_timeout: Duration::from_millis(config.native_transport_idle_startup_timeout_ms),
     };
     let auth = auth_from_config(&config)?;

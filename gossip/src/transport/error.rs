@@ -77,6 +77,14 @@ pub enum TransportError {
         /// The configured limit.
         limit: usize,
     },
+    /// The requests in flight to the peer already hold so many bytes that this one does not fit.
+    #[error("requests to {peer} already hold up to the limit of {limit} bytes in flight")]
+    InFlightBytesLimit {
+        /// The peer.
+        peer: SocketAddr,
+        /// The configured limit, bytes.
+        limit: usize,
+    },
     /// The peer answered that its inbound queue is full.
     #[error("{peer} is overloaded")]
     Overloaded {

@@ -65,7 +65,8 @@
 //! |---|---|---|
 //! | message body ([`TransportConfig::max_message_bytes`]) | 16 MiB | outbound: [`TransportError::TooLarge`], nothing sent; inbound: the stream is stopped after reading 4 bytes of length (requests also get an error frame), counted |
 //! | one-way messages waiting per peer ([`TransportConfig::peer_queue_len`]) | 1024 | **the oldest queued message is dropped** and counted in [`TransportStats::dropped_queue_full`]: gossip is idempotent and a newer message supersedes an older one |
-//! | requests in flight per peer ([`TransportConfig::max_requests_in_flight`]) | 1024 | [`TransportError::InFlightLimit`] at once; requests are never queued |
+//! | requests in flight per peer ([`TransportConfig::max_requests_in_flight`]) | 1024 | [`TransportError::InFlightLimit`] at once; requests are never queued; counted in [`TransportStats::requests_refused_in_flight`] |
+//! | body bytes of requests in flight per peer ([`TransportConfig::max_request_bytes_in_flight`]) | 64 MiB | [`TransportError::InFlightBytesLimit`] at once, counted the same way |
 //! | inbound queue per channel ([`TransportConfig::inbound_queue_len`]) | 4096 | the connection's reader never waits: a one-way message is dropped (counted in [`TransportStats::dropped_inbound_full`]), a request is answered with an "overloaded" error frame ([`TransportError::Overloaded`] at the requester) |
 //! | concurrent inbound streams per connection ([`TransportConfig::max_inbound_streams`]) | 1024 each way | QUIC flow control: the peer cannot open more until ours finish |
 //! | time to read one inbound frame, or to write one outbound one-way message ([`TransportConfig::stream_timeout`]) | 30 s | inbound: the stream is stopped; outbound: the write counts as failed (retried once, then dropped) |
@@ -77,7 +78,10 @@
 //! the peer enters **exponential back-off with full jitter**: the n-th consecutive failure waits
 //! a random time in `[0, min(backoff_max, backoff_initial · 2^(n-1))]`. While a peer is in
 //! back-off, one-way messages wait in its queue (drop-oldest) and requests fail fast with
-//! [`TransportError::Unreachable`] instead of piling up. Keep-alives ([`TransportConfig::keep_alive`])
+//! [`TransportError::Unreachable`] instead of piling up. A peer that is reachable but does not
+//! answer (paused, overloaded) holds at most its in-flight bounds of requests, each until its
+//! timeout; further requests fail at once, so a slow peer costs memory bounded in count and in
+//! bytes, never a growing queue. Keep-alives ([`TransportConfig::keep_alive`])
 //! and the idle timeout ([`TransportConfig::idle_timeout`]) notice a dead peer within a few
 //! seconds; a peer that restarts answers our stale connection with a stateless reset, so the
 //! next message redials at once (a request cut by such a reset is retried once, as it provably
@@ -190,6 +194,9 @@ pub struct TransportConfig {
     pub peer_queue_len: usize,
     /// Requests in flight to one peer before [`TransportError::InFlightLimit`]. Default 1024.
     pub max_requests_in_flight: usize,
+    /// Body bytes of the requests in flight to one peer before
+    /// [`TransportError::InFlightBytesLimit`]. At least `max_message_bytes`. Default 64 MiB.
+    pub max_request_bytes_in_flight: usize,
     /// Capacity of each inbound queue ([`InboundQueues::gossip`], [`InboundQueues::verbs`]).
     /// Default 4096.
     pub inbound_queue_len: usize,
@@ -223,6 +230,7 @@ impl TransportConfig {
             max_message_bytes: 16 * 1024 * 1024,
             peer_queue_len: 1024,
             max_requests_in_flight: 1024,
+            max_request_bytes_in_flight: 64 * 1024 * 1024,
             inbound_queue_len: 4096,
             max_inbound_streams: 1024,
             connect_timeout: Duration::from_secs(2),
@@ -255,6 +263,13 @@ impl TransportConfig {
         }
         if self.max_requests_in_flight == 0 {
             return zero("max_requests_in_flight");
+        }
+        if self.max_request_bytes_in_flight < self.max_message_bytes {
+            return Err(TransportError::Config(format!(
+                "max_request_bytes_in_flight ({}) must be at least max_message_bytes ({}), or \
+                 the largest requests could never be sent",
+                self.max_request_bytes_in_flight, self.max_message_bytes
+            )));
         }
         if self.inbound_queue_len == 0 {
             return zero("inbound_queue_len");
@@ -364,6 +379,9 @@ pub struct TransportStats {
     pub dropped_inbound_full: u64,
     /// Inbound requests answered "overloaded" because the local inbound queue was full.
     pub requests_overloaded: u64,
+    /// Outbound requests refused at once because the peer already had
+    /// `max_requests_in_flight` requests or `max_request_bytes_in_flight` bytes in flight.
+    pub requests_refused_in_flight: u64,
     /// Messages discarded because the peer is blocked ([`Transport::block_peer`]), both ways.
     pub dropped_blocked: u64,
     /// Outbound one-way messages given up: too large, written twice without success, or still
@@ -394,6 +412,7 @@ struct Counters {
     dropped_queue_full: AtomicU64,
     dropped_inbound_full: AtomicU64,
     requests_overloaded: AtomicU64,
+    requests_refused_in_flight: AtomicU64,
     dropped_blocked: AtomicU64,
     dropped_unsent: AtomicU64,
     refused_too_large: AtomicU64,
@@ -429,6 +448,7 @@ impl Counters {
             dropped_queue_full: get(&self.dropped_queue_full),
             dropped_inbound_full: get(&self.dropped_inbound_full),
             requests_overloaded: get(&self.requests_overloaded),
+            requests_refused_in_flight: get(&self.requests_refused_in_flight),
             dropped_blocked: get(&self.dropped_blocked),
             dropped_unsent: get(&self.dropped_unsent),
             refused_too_large: get(&self.refused_too_large),
@@ -795,7 +815,8 @@ impl Transport {
     ///
     /// Fails fast with [`TransportError::Unreachable`] while the peer is in back-off, with
     /// [`TransportError::InFlightLimit`] when `max_requests_in_flight` requests to the peer are
-    /// already waiting, with [`TransportError::Overloaded`] when the peer's inbound queue is
+    /// already waiting, with [`TransportError::InFlightBytesLimit`] when this one's body does
+    /// not fit in what is left of `max_request_bytes_in_flight`, with [`TransportError::Overloaded`] when the peer's inbound queue is
     /// full, and with [`TransportError::Timeout`] when no answer comes in time.
     pub async fn request(
         &self,
@@ -820,11 +841,26 @@ impl Transport {
         .map_err(|e| frame_error(peer, e))?;
         let state = shared.peer(peer);
         let _permit = state.in_flight.clone().try_acquire_owned().map_err(|_| {
+            bump(&shared.counters.requests_refused_in_flight, 1);
             TransportError::InFlightLimit {
                 peer,
                 limit: shared.config.max_requests_in_flight,
             }
         })?;
+        // `validate` keeps the budget at least `max_message_bytes`, so any body that could be
+        // framed fits alone.
+        let bytes = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        let _bytes_permit = state
+            .in_flight_bytes
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| {
+                bump(&shared.counters.requests_refused_in_flight, 1);
+                TransportError::InFlightBytesLimit {
+                    peer,
+                    limit: shared.config.max_request_bytes_in_flight,
+                }
+            })?;
         let exchange = async {
             let answer = peer::exchange(shared, &state, &frame, body.len()).await;
             shared.delay_from(peer.ip()).await;

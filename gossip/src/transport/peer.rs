@@ -33,6 +33,8 @@ pub(crate) struct Peer {
     dial_lock: tokio::sync::Mutex<()>,
     /// Permits for requests in flight.
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Permits for the body bytes of requests in flight, one per byte.
+    pub(crate) in_flight_bytes: Arc<Semaphore>,
     backoff_initial: Duration,
     backoff_max: Duration,
     /// Wakes a writer sleeping through back-off when the back-off is forgotten.
@@ -68,6 +70,11 @@ impl Peer {
             }),
             dial_lock: tokio::sync::Mutex::new(()),
             in_flight: Arc::new(Semaphore::new(config.max_requests_in_flight)),
+            in_flight_bytes: Arc::new(Semaphore::new(
+                config
+                    .max_request_bytes_in_flight
+                    .min(Semaphore::MAX_PERMITS),
+            )),
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
             wake: tokio::sync::Notify::new(),

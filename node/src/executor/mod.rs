@@ -226,6 +226,26 @@ pub struct LocalNodeInfo {
     pub partitioner: String,
 }
 
+#[cfg(test)]
+impl LocalNodeInfo {
+    /// A single node on loopback with a fresh host id, for unit tests.
+    pub(crate) fn for_tests() -> LocalNodeInfo {
+        LocalNodeInfo {
+            cluster_name: "Test Cluster".into(),
+            host_id: uuid::Uuid::new_v4(),
+            listen_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            listen_port: 7000,
+            rpc_address: std::net::Ipv4Addr::LOCALHOST.into(),
+            rpc_port: 9042,
+            dc: "datacenter1".into(),
+            rack: "rack1".into(),
+            tokens: vec![0],
+            release_version: "4.1.0".into(),
+            partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".into(),
+        }
+    }
+}
+
 /// What `system.peers` says about another node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerInfo {

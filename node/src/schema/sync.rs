@@ -874,19 +874,7 @@ mod tests {
         use crate::executor::{Executor, LocalNodeInfo};
         let (commit, _flusher) = CommitSync::start(SyncMode::Batch, engine.clone(), shutdown);
         let store = SchemaStore::open(engine.clone()).unwrap();
-        let node = LocalNodeInfo {
-            cluster_name: "Test Cluster".into(),
-            host_id: uuid::Uuid::new_v4(),
-            listen_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            listen_port: 7000,
-            rpc_address: std::net::Ipv4Addr::LOCALHOST.into(),
-            rpc_port: 9042,
-            dc: "datacenter1".into(),
-            rack: "rack1".into(),
-            tokens: vec![0],
-            release_version: "4.1.0".into(),
-            partitioner: "org.apache.cassandra.dht.Murmur3Partitioner".into(),
-        };
+        let node = LocalNodeInfo::for_tests();
         Executor::new(engine, commit, store, node)
     }
 
