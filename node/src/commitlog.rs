@@ -1,7 +1,8 @@
 //! When a write counts as durable.
 //!
-//! ringdb has no separate commit log: sled's own log is the commit log. What Cassandra calls
-//! `commitlog_sync` becomes a policy for when the engine is flushed (fsynced):
+//! The engine writes every change to its commit log before applying it (the sled engine's
+//! `storage::commit_log`), and [`Engine::flush`] fsyncs that log. What Cassandra calls
+//! `commitlog_sync` is a policy for when the engine is flushed:
 //!
 //! - `batch`: a write is acknowledged only once it is durable. Writers share flushes (group
 //!   commit): a writer registers with the flusher task and waits for the first flush that *starts*
@@ -9,9 +10,10 @@
 //!   flush runs, every writer that arrives queues for the next one, so a burst of N concurrent
 //!   writes costs about two fsyncs, not N.
 //! - `periodic`: writes are acknowledged at once and the flusher flushes every
-//!   `commitlog_sync_period_ms`. A crash — of the process (`kill -9`) as much as of the machine,
-//!   since the engine buffers its log in memory — can lose the acknowledged writes of about that
-//!   window. Use `batch` where an acknowledged write must never be lost.
+//!   `commitlog_sync_period_ms`. The log is handed to the operating system before a write is
+//!   applied, so a killed process loses nothing; a crash of the machine can lose the
+//!   acknowledged writes of about that window. Use `batch` where an acknowledged write must
+//!   survive a power loss.
 //!
 //! The flusher is a single task owning the policy; writers talk to it over a bounded channel.
 

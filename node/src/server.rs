@@ -124,7 +124,7 @@ impl RunningNode {
             m.shutdown().await;
         }
         let engine = self.engine.clone();
-        match tokio::task::spawn_blocking(move || engine.flush()).await {
+        match tokio::task::spawn_blocking(move || engine.checkpoint()).await {
             Ok(Ok(())) => tracing::info!("storage flushed"),
             Ok(Err(e)) => tracing::error!(error = %e, "final flush failed"),
             Err(e) => tracing::error!(error = %e, "final flush task failed"),

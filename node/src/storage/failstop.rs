@@ -153,6 +153,10 @@ impl Engine for FailStop {
         self.guard("flush", |e| e.flush())
     }
 
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        self.guard("checkpoint", |e| e.checkpoint())
+    }
+
     fn purge(
         &self,
         table: TableId,

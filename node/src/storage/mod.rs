@@ -38,6 +38,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+mod commit_log;
 pub mod failstop;
 pub mod memory;
 pub mod merge;
@@ -319,6 +320,13 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Makes every write applied so far durable (fsync). Blocking.
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// Makes every write applied so far durable in the engine's own files, so that opening it
+    /// again has nothing to recover (an engine with a commit log drops it up to here). Blocking
+    /// and slower than [`Engine::flush`]; for a clean shutdown.
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        self.flush()
+    }
 
     /// Removes data that can no longer matter: cells expired more than `gc_grace` seconds ago,
     /// tombstones older than `gc_grace`, and data they shadow.
