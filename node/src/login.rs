@@ -11,27 +11,39 @@ pub struct LoginArgs {
     /// Role to log in as, for a cluster with authentication.
     #[arg(short = 'u', long)]
     pub username: Option<String>,
-    /// Its password (or set RINGDB_PASSWORD).
-    #[arg(short = 'p', long, env = "RINGDB_PASSWORD", hide_env_values = true)]
+    /// Its password (else the RINGDB_PASSWORD environment variable is used).
+    #[arg(short = 'p', long)]
     pub password: Option<String>,
 }
 
+/// The environment variable a password may come from instead of `-p`.
+pub const PASSWORD_ENV: &str = "RINGDB_PASSWORD";
+
 impl LoginArgs {
-    /// The credentials to offer, `None` without a user name; a password without a user name or
-    /// a user name without a password is an error.
+    /// The credentials to offer, `None` without a user name; `-p` without `-u`, or a user name
+    /// with no password from either `-p` or `RINGDB_PASSWORD`, is an error.
     pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+        self.credentials_with(std::env::var(PASSWORD_ENV).ok())
+    }
+
+    /// [`LoginArgs::credentials`] with the environment's password given.
+    fn credentials_with(
+        &self,
+        env_password: Option<String>,
+    ) -> anyhow::Result<Option<Credentials>> {
         match (&self.username, &self.password) {
+            // RINGDB_PASSWORD alone (set for another tool) is not an error.
             (None, None) => Ok(None),
-            // RINGDB_PASSWORD set in the environment for another tool: not an error.
-            (None, Some(_)) if std::env::var_os("RINGDB_PASSWORD").is_some() => Ok(None),
             (None, Some(_)) => anyhow::bail!("--password needs --username"),
-            (Some(user), None) => {
-                anyhow::bail!("no password for {user}: give --password or set RINGDB_PASSWORD")
-            }
-            (Some(user), Some(password)) => Ok(Some(Credentials {
-                username: user.clone(),
-                password: password.clone(),
-            })),
+            (Some(user), password) => match password.clone().or(env_password) {
+                Some(password) => Ok(Some(Credentials {
+                    username: user.clone(),
+                    password,
+                })),
+                None => {
+                    anyhow::bail!("no password for {user}: give --password or set {PASSWORD_ENV}")
+                }
+            },
         }
     }
 }
@@ -59,8 +71,31 @@ mod tests {
             ("ops", "s3cret")
         );
         let e = args(Some("ops"), None)
-            .credentials()
+            .credentials_with(None)
             .expect_err("no password");
         assert!(e.to_string().contains("RINGDB_PASSWORD"), "{e}");
+    }
+
+    #[test]
+    fn the_environment_gives_a_password_but_never_excuses_a_lone_p() {
+        let env = || Some("from-env".to_string());
+        assert_eq!(
+            args(None, None).credentials_with(env()).expect("none"),
+            None
+        );
+        let e = args(None, Some("typed"))
+            .credentials_with(env())
+            .expect_err("-p without -u");
+        assert!(e.to_string().contains("--username"), "{e}");
+        let from_env = args(Some("ops"), None)
+            .credentials_with(env())
+            .expect("env")
+            .expect("some");
+        assert_eq!(from_env.password, "from-env");
+        let typed = args(Some("ops"), Some("typed"))
+            .credentials_with(env())
+            .expect("typed")
+            .expect("some");
+        assert_eq!(typed.password, "typed", "-p wins over the environment");
     }
 }

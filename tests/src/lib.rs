@@ -809,6 +809,33 @@ pub fn write_file(dir: &Path, name: &str, contents: &str) -> Result<PathBuf> {
 }
 
 /// Runs an async test body on a fresh multi-threaded runtime, failing after `limit`.
+/// A session of the Rust `scylla` driver with default settings, knowing `nodes` (`host:port`).
+pub async fn scylla_session(nodes: &[String]) -> Result<scylla::client::session::Session> {
+    scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(nodes)
+        .build()
+        .await
+        .with_context(|| format!("scylla driver: connect to {}", nodes.join(", ")))
+}
+
+/// Creates keyspace `name` with SimpleStrategy and replication factor 1 (a single node's data).
+pub async fn create_rf1_keyspace(
+    session: &scylla::client::session::Session,
+    name: &str,
+) -> Result<()> {
+    session
+        .query_unpaged(
+            format!(
+                "CREATE KEYSPACE {name} WITH replication = \
+                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+            ),
+            &[],
+        )
+        .await
+        .with_context(|| format!("creating keyspace {name}"))?;
+    Ok(())
+}
+
 pub fn run_async<F: std::future::Future<Output = Result<()>>>(limit: Duration, body: F) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

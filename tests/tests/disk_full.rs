@@ -11,9 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use ringdb_tests::{ringdb_bin_or_skip, run_async, skip, NodeOptions, TestNode};
+use ringdb_tests::{
+    create_rf1_keyspace, ringdb_bin_or_skip, run_async, scylla_session, skip, NodeOptions, TestNode,
+};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 
 const MOUNT_SIZE_MB: u64 = 128;
 const MIN_FREE_MB: u64 = 32;
@@ -80,14 +81,6 @@ fn value_of(k: i64) -> Vec<u8> {
     v
 }
 
-async fn connect(node: &TestNode) -> Result<Session> {
-    SessionBuilder::new()
-        .known_node(node.cql_host_port())
-        .build()
-        .await
-        .context("scylla driver: connect")
-}
-
 async fn read_all(session: &Session, acked: &[i64]) -> Result<usize> {
     let select = session
         .prepare("SELECT v FROM ks_full.kv WHERE k = ?")
@@ -146,14 +139,8 @@ fn a_full_disk_refuses_writes_keeps_reads_loses_nothing_and_recovers() {
 
     let acked_all = std::sync::Mutex::new(Vec::new());
     run_async(Duration::from_secs(300), async {
-        let session = connect(&node).await?;
-        session
-            .query_unpaged(
-                "CREATE KEYSPACE ks_full WITH replication = \
-                 {'class': 'SimpleStrategy', 'replication_factor': 1}",
-                &[],
-            )
-            .await?;
+        let session = scylla_session(&[node.cql_host_port()]).await?;
+        create_rf1_keyspace(&session, "ks_full").await?;
         session
             .query_unpaged(
                 "CREATE TABLE ks_full.kv (k bigint PRIMARY KEY, v blob)",
@@ -241,7 +228,7 @@ fn a_full_disk_refuses_writes_keeps_reads_loses_nothing_and_recovers() {
     node.wait_ready(Duration::from_secs(60))
         .expect("ready again");
     run_async(Duration::from_secs(120), async {
-        let session = connect(&node).await?;
+        let session = scylla_session(&[node.cql_host_port()]).await?;
         let acked = acked_all.lock().expect("acked").clone();
         let count = session
             .query_unpaged("SELECT count(*) FROM ks_full.kv", &[])

@@ -11,22 +11,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
-use ringdb_tests::{ringdb_bin_or_skip, run_async, NodeOptions, TestNode};
-use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
+use anyhow::{ensure, Context};
+use ringdb_tests::{
+    create_rf1_keyspace, ringdb_bin_or_skip, run_async, scylla_session, NodeOptions, TestNode,
+};
 
 const PERIOD_MS: u64 = 1000;
 const WRITERS: i64 = 16;
 const LOAD_BEFORE_KILL: Duration = Duration::from_secs(4);
-
-async fn connect(node: &TestNode) -> Result<Session> {
-    SessionBuilder::new()
-        .known_node(node.cql_host_port())
-        .build()
-        .await
-        .context("scylla driver: connect")
-}
 
 #[test]
 fn periodic_sync_loses_nothing_acknowledged_on_sigkill() {
@@ -53,14 +45,8 @@ fn periodic_sync_loses_nothing_acknowledged_on_sigkill() {
         let killed_at = killed_at.clone();
         let node_ref = &node;
         run_async(Duration::from_secs(120), async move {
-            let session = Arc::new(connect(node_ref).await?);
-            session
-                .query_unpaged(
-                    "CREATE KEYSPACE ks_periodic WITH replication = \
-                     {'class': 'SimpleStrategy', 'replication_factor': 1}",
-                    &[],
-                )
-                .await?;
+            let session = Arc::new(scylla_session(&[node_ref.cql_host_port()]).await?);
+            create_rf1_keyspace(&session, "ks_periodic").await?;
             session
                 .query_unpaged(
                     "CREATE TABLE ks_periodic.kv (k bigint PRIMARY KEY, v text)",
@@ -123,7 +109,7 @@ fn periodic_sync_loses_nothing_acknowledged_on_sigkill() {
         let acked = acked.clone();
         let node_ref = &node;
         run_async(Duration::from_secs(300), async move {
-            let session = connect(node_ref).await?;
+            let session = scylla_session(&[node_ref.cql_host_port()]).await?;
             let select = session
                 .prepare("SELECT v FROM ks_periodic.kv WHERE k = ?")
                 .await?;

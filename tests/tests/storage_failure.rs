@@ -16,9 +16,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use ringdb_tests::{ringdb_bin_or_skip, run_async, NodeOptions, TestNode};
+use ringdb_tests::{
+    create_rf1_keyspace, ringdb_bin_or_skip, run_async, scylla_session, NodeOptions, TestNode,
+};
 use scylla::client::session::Session;
-use scylla::client::session_builder::SessionBuilder;
 
 /// The partition key whose stored values are damaged; its bytes appear unescaped in the sled
 /// keys of the partition (the key escaping only touches zero bytes).
@@ -26,14 +27,6 @@ const DAMAGED: &str = "damaged-partition-7f3a";
 const ROWS: usize = 50;
 /// How long the node may take from meeting the damage to exiting (it drains for at most 5 s).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
-
-async fn connect(node: &TestNode) -> Result<Session> {
-    SessionBuilder::new()
-        .known_node(node.cql_host_port())
-        .build()
-        .await
-        .context("scylla driver: connect")
-}
 
 /// Overwrites the stored value of every atom of the [`DAMAGED`] partition with a byte that is
 /// no format version; returns how many were damaged.
@@ -73,14 +66,8 @@ fn corrupt_data_is_refused_reported_and_stops_the_node() {
         .expect("node ready");
 
     run_async(Duration::from_secs(120), async {
-        let session = connect(&node).await?;
-        session
-            .query_unpaged(
-                "CREATE KEYSPACE ks_fail WITH replication = \
-                 {'class': 'SimpleStrategy', 'replication_factor': 1}",
-                &[],
-            )
-            .await?;
+        let session = scylla_session(&[node.cql_host_port()]).await?;
+        create_rf1_keyspace(&session, "ks_fail").await?;
         session
             .query_unpaged("CREATE TABLE ks_fail.kv (k text PRIMARY KEY, v text)", &[])
             .await?;
@@ -114,7 +101,7 @@ fn corrupt_data_is_refused_reported_and_stops_the_node() {
     node.restart().expect("restart with damaged data");
     let refusal = std::sync::Mutex::new(String::new());
     run_async(Duration::from_secs(120), async {
-        let session = connect(&node).await?;
+        let session = scylla_session(&[node.cql_host_port()]).await?;
         // Undamaged data is served until the damage is met.
         ensure!(read(&session, "row-3").await?.as_deref() == Some("value-3"));
         match read(&session, DAMAGED).await {
@@ -156,7 +143,7 @@ fn corrupt_data_is_refused_reported_and_stops_the_node() {
     // Restarted, the node serves again — and stops again at the same damage.
     node.restart().expect("restart after the failure");
     run_async(Duration::from_secs(120), async {
-        let session = connect(&node).await?;
+        let session = scylla_session(&[node.cql_host_port()]).await?;
         for i in 0..ROWS {
             let k = format!("row-{i}");
             ensure!(
