@@ -3,12 +3,15 @@
 //! (removenode).
 //!
 //! Every case is a list of transfers — a range of a keyspace, the replicas to read it from in
-//! order of preference, and the nodes to give it to — run one range and one table at a time: a
-//! page of whole partitions (at most [`STREAM_PAGE`], cut at [`STREAM_PAGE_BYTES`]) is read from
-//! the source with the repair-read verb and written to every target with the mutate verb while
-//! the next page is read (a node that is both goes in-process), throttled to
-//! `stream_throughput_outbound`, counted in [`StreamStats`] and reported on a watch channel for
-//! progress displays.
+//! order of preference, and the nodes to give it to — run [`STREAM_LANES`] ranges at a time,
+//! each range one table at a time: a page of whole partitions (at most [`STREAM_PAGE`], cut at
+//! [`STREAM_PAGE_BYTES`]) is read from the source with the repair-read verb and written to every
+//! target with the mutate verb while the next page is read (a node that is both goes
+//! in-process). Pages of one range follow each other (each starts after the last partition of
+//! the one before), so one range moves at the pace of one round trip per page; several ranges
+//! at once keep both ends busy. All the lanes together are throttled to
+//! `stream_throughput_outbound`; what moved is counted in [`StreamStats`] and reported on a
+//! watch channel for progress displays.
 //!
 //! A node that starts with an empty data directory and `auto_bootstrap: true` picks its tokens
 //! ([`crate::join`]), then gossips `JOINING` with them. From then on every coordinator sees it as
@@ -35,8 +38,10 @@
 //! running the removal then copies each of its ranges from the closest live surviving replica
 //! to the replicas gaining it ([`Coordinator::stream_removed_ranges`]), relaying the pages.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
 
 use ringdb_ring::{HostId, TokenRange};
 use serde::{Deserialize, Serialize};
@@ -53,6 +58,9 @@ pub const STREAM_PAGE: u32 = 1_000;
 /// Encoded bytes after which a streaming page is cut (a page holds whole partitions, so one
 /// wide partition can make it larger, up to the verb size limit).
 pub const STREAM_PAGE_BYTES: u32 = 4 << 20;
+
+/// Ranges a streaming run copies at the same time.
+pub const STREAM_LANES: usize = 4;
 
 /// How long one page may take to arrive.
 pub const STREAM_PAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -243,7 +251,8 @@ impl Coordinator {
         Ok(transfers)
     }
 
-    /// Copies every table of every transfer, reporting on `progress` after each range.
+    /// Copies every table of every transfer, [`STREAM_LANES`] transfers at a time, reporting on
+    /// `progress` after each range. The first failure stops the run.
     async fn run_transfers(
         &self,
         what: &str,
@@ -257,17 +266,31 @@ impl Coordinator {
             ..StreamStats::default()
         };
         progress(&stats);
-        for transfer in &transfers {
-            for table in schema.tables(&transfer.keyspace) {
-                self.copy_range(table.id, transfer, direction, &mut stats)
-                    .await
-                    .map_err(|e| {
-                        format!(
-                            "{}.{} range {:?}: {e}",
-                            transfer.keyspace, table.name, transfer.range
-                        )
-                    })?;
-            }
+        let run = Run {
+            direction,
+            pacer: Pacer::new(self.config.stream_throughput),
+        };
+        let (schema, run) = (&schema, &run);
+        let mut copies = stream::iter(transfers)
+            .map(|transfer: Transfer| async move {
+                let mut moved = StreamStats::default();
+                for table in schema.tables(&transfer.keyspace) {
+                    self.copy_range(table.id, &transfer, run, &mut moved)
+                        .await
+                        .map_err(|e| {
+                            format!(
+                                "{}.{} range {:?}: {e}",
+                                transfer.keyspace, table.name, transfer.range
+                            )
+                        })?;
+                }
+                Ok::<_, String>(moved)
+            })
+            .buffer_unordered(STREAM_LANES);
+        while let Some(moved) = copies.next().await {
+            let moved = moved?;
+            stats.partitions += moved.partitions;
+            stats.bytes += moved.bytes;
             stats.ranges += 1;
             progress(&stats);
             log_progress(what, &stats);
@@ -281,7 +304,7 @@ impl Coordinator {
         &self,
         table: TableId,
         transfer: &Transfer,
-        direction: Direction,
+        run: &Run,
         stats: &mut StreamStats,
     ) -> Result<(), String> {
         let mut last_error = "no live replica to stream from".to_string();
@@ -290,14 +313,7 @@ impl Coordinator {
             let mut failed = None;
             for piece in scan_pieces(transfer.range) {
                 if let Err(e) = self
-                    .copy_piece(
-                        table,
-                        piece,
-                        source,
-                        &transfer.targets,
-                        direction,
-                        &mut attempt,
-                    )
+                    .copy_piece(table, piece, source, &transfer.targets, run, &mut attempt)
                     .await
                 {
                     failed = Some(e);
@@ -326,7 +342,7 @@ impl Coordinator {
         mut range: ScanRange,
         source: HostId,
         targets: &[HostId],
-        direction: Direction,
+        run: &Run,
         stats: &mut StreamStats,
     ) -> Result<(), String> {
         let mut page = self.fetch_page(table, range.clone(), source).await?;
@@ -339,7 +355,7 @@ impl Coordinator {
             let mutations: Vec<_> = partitions.iter().map(|p| p.to_mutation(table)).collect();
             let n = mutations.len() as u64;
             let bytes = crate::verbs::encoded_len(&mutations).unwrap_or(0) as u64;
-            let deliver = self.deliver_page(mutations, bytes, targets);
+            let deliver = self.deliver_page(mutations, bytes, targets, &run.pacer);
             if complete {
                 deliver.await?;
             } else {
@@ -350,7 +366,7 @@ impl Coordinator {
             }
             stats.partitions += n;
             stats.bytes += bytes;
-            metrics::counter!(m::STREAMED_PARTITIONS, "direction" => direction.as_str())
+            metrics::counter!(m::STREAMED_PARTITIONS, "direction" => run.direction.as_str())
                 .increment(n);
             if complete {
                 return Ok(());
@@ -395,8 +411,9 @@ impl Coordinator {
         mutations: Vec<crate::storage::Mutation>,
         bytes: u64,
         targets: &[HostId],
+        pacer: &Pacer,
     ) -> Result<(), String> {
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let state = self.state();
         let mut answers = self.dispatch(
             &state,
@@ -412,20 +429,8 @@ impl Coordinator {
                 None => return Err("no answer".into()),
             }
         }
-        self.throttle_stream(bytes, started).await;
+        pacer.pace(bytes, started).await;
         Ok(())
-    }
-
-    /// Holds a streaming page of `bytes` back so that pages go at most
-    /// `stream_throughput_outbound` bytes per second: a page that took less than its share of a
-    /// second waits for the rest.
-    async fn throttle_stream(&self, bytes: u64, started: Instant) {
-        let rate = self.config.stream_throughput;
-        if rate == 0 {
-            return;
-        }
-        let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);
-        tokio::time::sleep(budget.saturating_sub(started.elapsed())).await;
     }
 
     /// Whether the ring change under way keeps every keyspace at its replication factor: no
@@ -514,6 +519,55 @@ impl Coordinator {
 }
 
 /// Logs how far a stream got, at each tenth of its ranges.
+/// What the lanes of one streaming run share.
+struct Run {
+    /// Which way it goes, for metrics.
+    direction: Direction,
+    /// Its throttle.
+    pacer: Pacer,
+}
+
+/// Holds the pages of one streaming run, all lanes together, to `rate` bytes per second
+/// (`stream_throughput_outbound`; 0: unthrottled): each page books its share of a second on a
+/// shared timeline, and a page that took less than that waits for the rest.
+struct Pacer {
+    rate: u64,
+    /// When the pages booked so far are paid for.
+    booked_until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    fn new(rate: u64) -> Pacer {
+        Pacer {
+            rate,
+            booked_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits out the share of a page of `bytes` that was sent from `started`.
+    async fn pace(&self, bytes: u64, started: tokio::time::Instant) {
+        if let Some(until) = self.book(bytes, started) {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// Books the share of a page of `bytes` sent from `started`: when it is paid for (none when
+    /// unthrottled).
+    fn book(&self, bytes: u64, started: tokio::time::Instant) -> Option<tokio::time::Instant> {
+        if self.rate == 0 {
+            return None;
+        }
+        let share = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+        let mut booked = self
+            .booked_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let until = booked.map_or(started, |b| b.max(started)) + share;
+        *booked = Some(until);
+        Some(until)
+    }
+}
+
 fn log_progress(what: &str, stats: &StreamStats) {
     let (done, total) = (stats.ranges, stats.ranges_total);
     if total > 0 && done > 0 && (done * 10 / total != (done - 1) * 10 / total || done == total) {
@@ -571,6 +625,20 @@ mod tests {
     use crate::coordinator::testing::{insert, int_partition, TestCluster};
     use crate::executor::{WriteKind, WriteRequest};
     use crate::storage::Slice;
+
+    #[test]
+    fn the_pacer_shares_the_rate_among_concurrent_pages() {
+        let t0 = tokio::time::Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(Pacer::new(0).book(1 << 20, t0), None, "0 is unthrottled");
+        let pacer = Pacer::new(1_000_000);
+        // Two lanes send a page of 1 MB each at the same moment: together they take 2 s.
+        assert_eq!(pacer.book(1_000_000, t0), Some(t0 + second));
+        assert_eq!(pacer.book(1_000_000, t0), Some(t0 + 2 * second));
+        // A page that starts after the booked time is paid from its own start.
+        let later = t0 + 5 * second;
+        assert_eq!(pacer.book(500_000, later), Some(later + second / 2));
+    }
 
     /// On how many of `nodes` key `k` of `table` is stored.
     fn copies(cluster: &TestCluster, nodes: &[usize], table: TableId, k: i32) -> usize {
