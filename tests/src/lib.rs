@@ -818,21 +818,22 @@ pub async fn scylla_session(nodes: &[String]) -> Result<scylla::client::session:
         .with_context(|| format!("scylla driver: connect to {}", nodes.join(", ")))
 }
 
-/// Creates keyspace `name` with SimpleStrategy and replication factor 1 (a single node's data).
-pub async fn create_rf1_keyspace(
+/// Creates keyspace `name` with SimpleStrategy and replication factor `rf`.
+pub async fn create_keyspace(
     session: &scylla::client::session::Session,
     name: &str,
+    rf: u32,
 ) -> Result<()> {
     session
         .query_unpaged(
             format!(
                 "CREATE KEYSPACE {name} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
+                 {{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"
             ),
             &[],
         )
         .await
-        .with_context(|| format!("creating keyspace {name}"))?;
+        .with_context(|| format!("creating keyspace {name} (RF {rf})"))?;
     Ok(())
 }
 

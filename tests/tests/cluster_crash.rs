@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
-use ringdb_tests::{ringdb_bin_or_skip, run_async, TestCluster};
+use ringdb_tests::{create_keyspace, ringdb_bin_or_skip, run_async, TestCluster};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::Consistency;
@@ -54,16 +54,7 @@ fn every_acknowledged_quorum_write_survives_killing_the_whole_cluster_at_once() 
             .map(|n| n.cql_addr.to_string())
             .collect();
         let session = Arc::new(connect(&addrs).await?);
-        session
-            .query_unpaged(
-                format!(
-                    "CREATE KEYSPACE {KS} WITH replication = \
-                     {{'class': 'SimpleStrategy', 'replication_factor': 3}}"
-                ),
-                &[],
-            )
-            .await
-            .context("CREATE KEYSPACE")?;
+        create_keyspace(&session, KS, 3).await?;
         session
             .query_unpaged(
                 format!("CREATE TABLE {KS}.kv (k bigint PRIMARY KEY, v text)"),

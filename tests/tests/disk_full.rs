@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use ringdb_tests::{
-    create_rf1_keyspace, ringdb_bin_or_skip, run_async, scylla_session, skip, NodeOptions, TestNode,
+    create_keyspace, ringdb_bin_or_skip, run_async, scylla_session, skip, NodeOptions, TestNode,
 };
 use scylla::client::session::Session;
 
@@ -140,7 +140,7 @@ fn a_full_disk_refuses_writes_keeps_reads_loses_nothing_and_recovers() {
     let acked_all = std::sync::Mutex::new(Vec::new());
     run_async(Duration::from_secs(300), async {
         let session = scylla_session(&[node.cql_host_port()]).await?;
-        create_rf1_keyspace(&session, "ks_full").await?;
+        create_keyspace(&session, "ks_full", 1).await?;
         session
             .query_unpaged(
                 "CREATE TABLE ks_full.kv (k bigint PRIMARY KEY, v blob)",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ringdb_tests::{
-    create_rf1_keyspace, ringdb_bin_or_skip, run_async, scylla_session, NodeOptions, TestNode,
+    create_keyspace, ringdb_bin_or_skip, run_async, scylla_session, NodeOptions, TestNode,
 };
 
 const PERIOD_MS: u64 = 1000;
@@ -46,7 +46,7 @@ fn periodic_sync_loses_nothing_acknowledged_on_sigkill() {
         let node_ref = &node;
         run_async(Duration::from_secs(120), async move {
             let session = Arc::new(scylla_session(&[node_ref.cql_host_port()]).await?);
-            create_rf1_keyspace(&session, "ks_periodic").await?;
+            create_keyspace(&session, "ks_periodic", 1).await?;
             session
                 .query_unpaged(
                     "CREATE TABLE ks_periodic.kv (k bigint PRIMARY KEY, v text)",

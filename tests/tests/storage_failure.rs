@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use ringdb_tests::{
-    create_rf1_keyspace, ringdb_bin_or_skip, run_async, scylla_session, NodeOptions, TestNode,
+    create_keyspace, ringdb_bin_or_skip, run_async, scylla_session, NodeOptions, TestNode,
 };
 use scylla::client::session::Session;
 
@@ -67,7 +67,7 @@ fn corrupt_data_is_refused_reported_and_stops_the_node() {
 
     run_async(Duration::from_secs(120), async {
         let session = scylla_session(&[node.cql_host_port()]).await?;
-        create_rf1_keyspace(&session, "ks_fail").await?;
+        create_keyspace(&session, "ks_fail", 1).await?;
         session
             .query_unpaged("CREATE TABLE ks_fail.kv (k text PRIMARY KEY, v text)", &[])
             .await?;

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use ringdb_node::cluster::{NodeHandle, PROMETHEUS_PORT};
-use ringdb_tests::{fetch_metrics, metric_sum, parse_metrics, ringdb_bin_or_skip, run_async};
+use ringdb_tests::{
+    create_keyspace, fetch_metrics, metric_sum, parse_metrics, ringdb_bin_or_skip, run_async,
+};
 use ringdb_tests::{MetricSample, TestCluster};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -134,16 +136,8 @@ async fn write_and_read(
 }
 
 async fn create_schema(session: &Session) -> Result<()> {
-    session
-        .query_unpaged(
-            format!(
-                "CREATE KEYSPACE {KS} WITH replication = \
-                 {{'class': 'SimpleStrategy', 'replication_factor': 1}}"
-            ),
-            &[],
-        )
-        .await
-        .context("CREATE KEYSPACE (the driver then awaits schema agreement on all 3 nodes)")?;
+    // The driver then awaits schema agreement on all 3 nodes.
+    create_keyspace(session, KS, 1).await?;
     session
         .query_unpaged(
             format!("CREATE TABLE {KS}.kv (k int PRIMARY KEY, v text)"),
