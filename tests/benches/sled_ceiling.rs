@@ -7,9 +7,10 @@
 //! cargo bench -p ringdb-tests --bench sled_ceiling -- --mb 1024
 //! ```
 //!
-//! Keys are inserted in ascending order (as streaming a token range does), in batches applied
-//! with `Tree::apply_batch` as `SledEngine::apply` does, into a fresh database with ringdb's
-//! default page cache (256 MiB), then `flush` is awaited. Shapes:
+//! Keys are inserted in ascending order (as streaming a token range does) into a fresh database
+//! with ringdb's default page cache (256 MiB), then `flush` is awaited. Shapes, each first in
+//! batches applied with `Tree::apply_batch` (as `SledEngine` did before its commit log), then
+//! as plain inserts (as it does now, the commit log giving atomicity):
 //! - 1 KiB rows as ringdb stores them: two sled keys per row (the row marker, ~12 bytes, and the
 //!   cell), 500 rows per batch — the bootstrap bench's rows;
 //! - 1 KiB rows as one key each (what a one-value-per-row layout would cost);
@@ -25,6 +26,9 @@ struct Shape {
     value: usize,
     keys_per_row: usize,
     batch_rows: usize,
+    /// `Tree::apply_batch` per `batch_rows` rows; else one plain `insert` per key (what the
+    /// engine does since the commit log took over atomicity).
+    batched: bool,
 }
 
 fn main() -> Result<()> {
@@ -42,18 +46,42 @@ fn main() -> Result<()> {
             value: 1024,
             keys_per_row: 2,
             batch_rows: 500,
+            batched: true,
         },
         Shape {
             what: "1 KiB rows, 1 key per row",
             value: 1024,
             keys_per_row: 1,
             batch_rows: 500,
+            batched: true,
         },
         Shape {
             what: "100 B rows, 2 keys per row (ringdb's layout)",
             value: 100,
             keys_per_row: 2,
             batch_rows: 128,
+            batched: true,
+        },
+        Shape {
+            what: "1 KiB rows, 2 keys per row, plain inserts",
+            value: 1024,
+            keys_per_row: 2,
+            batch_rows: 500,
+            batched: false,
+        },
+        Shape {
+            what: "1 KiB rows, 1 key per row, plain inserts",
+            value: 1024,
+            keys_per_row: 1,
+            batch_rows: 500,
+            batched: false,
+        },
+        Shape {
+            what: "100 B rows, 2 keys per row, plain inserts",
+            value: 100,
+            keys_per_row: 2,
+            batch_rows: 128,
+            batched: false,
         },
     ];
     for shape in &shapes {
@@ -76,13 +104,23 @@ fn main() -> Result<()> {
                 key.extend_from_slice(&(row as u64).to_be_bytes());
                 key.extend_from_slice(&[2u8; 24]);
                 if shape.keys_per_row == 2 {
-                    batch.insert(key.clone(), vec![1u8; 12]);
+                    if shape.batched {
+                        batch.insert(key.clone(), vec![1u8; 12]);
+                    } else {
+                        tree.insert(key.clone(), vec![1u8; 12])?;
+                    }
                     key.push(9);
                 }
-                batch.insert(key, value.clone());
+                if shape.batched {
+                    batch.insert(key, value.clone());
+                } else {
+                    tree.insert(key, value.clone())?;
+                }
                 row += 1;
             }
-            tree.apply_batch(batch)?;
+            if shape.batched {
+                tree.apply_batch(batch)?;
+            }
         }
         db.flush()?;
         let seconds = started.elapsed().as_secs_f64();
