@@ -518,7 +518,6 @@ impl Coordinator {
     }
 }
 
-/// Logs how far a stream got, at each tenth of its ranges.
 /// What the lanes of one streaming run share.
 struct Run {
     /// Which way it goes, for metrics.
@@ -568,6 +567,7 @@ impl Pacer {
     }
 }
 
+/// Logs how far a stream got, at each tenth of its ranges.
 fn log_progress(what: &str, stats: &StreamStats) {
     let (done, total) = (stats.ranges, stats.ranges_total);
     if total > 0 && done > 0 && (done * 10 / total != (done - 1) * 10 / total || done == total) {
