@@ -39,6 +39,7 @@ use ringdb_gossip::transport::Inbound;
 use crate::clock::HybridClock;
 use crate::commitlog::CommitSync;
 use crate::hints::HintStore;
+use crate::purge::PurgeQueue;
 use crate::schema::SchemaStore;
 use crate::storage::{
     Cell, CellKey, ColumnId, Deletion, Engine, Liveness, Mutation, PartitionData, PartitionKey,
@@ -164,6 +165,8 @@ pub struct Replica {
     clock: Arc<HybridClock>,
     /// Where hints handed over by a node leaving the ring go ([`Replica::set_hints`]).
     hints: std::sync::OnceLock<Arc<HintStore>>,
+    /// The tables that took deletions or TTLs, for the purge worker.
+    purge: Arc<PurgeQueue>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -214,7 +217,14 @@ impl Replica {
             schema,
             clock,
             hints: std::sync::OnceLock::new(),
+            purge: Arc::new(PurgeQueue::new()),
         })
+    }
+
+    /// The tables the purge worker has to walk: those this replica applied deletions or TTLs
+    /// to (and those the worker queues itself: every table the node had at start).
+    pub fn purge_queue(&self) -> Arc<PurgeQueue> {
+        self.purge.clone()
     }
 
     /// Gives the replica this node's hint store, for [`VerbRequest::StoreHint`].
@@ -260,6 +270,9 @@ impl Replica {
         for m in mutations {
             if let Some(ts) = max_timestamp(m) {
                 self.clock.observe(ts);
+            }
+            if m.may_need_purge() {
+                self.purge.mark(m.table);
             }
         }
         if mutations.len() > INLINE_APPLY {

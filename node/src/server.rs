@@ -261,6 +261,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
     tasks.push(tokio::spawn(purge_worker(
         engine.clone(),
         executor.clone(),
+        replica.purge_queue(),
         shutdown_rx.clone(),
     )));
 
@@ -578,14 +579,23 @@ fn load_or_create_identity(engine: &dyn Engine) -> anyhow::Result<Identity> {
 /// How often expired data and old tombstones are purged.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// The background compaction of expired data: every [`PURGE_INTERVAL`], each user table drops
-/// cells whose TTL ran out and tombstones older than its `gc_grace_seconds` (never younger, so
-/// that repair cannot resurrect deleted data within the grace period).
+/// The background compaction of expired data: every [`PURGE_INTERVAL`], each user table that
+/// may hold something to purge ([`crate::purge`]) drops cells whose TTL ran out and tombstones
+/// older than its `gc_grace_seconds` (never younger, so that repair cannot resurrect deleted
+/// data within the grace period).
 async fn purge_worker(
     engine: Arc<dyn Engine>,
     executor: Executor,
+    queue: Arc<crate::purge::PurgeQueue>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // What the node opened may hold anything: its first pass walks every table it has now.
+    let schema = executor.schema();
+    for ks in schema.user_keyspaces() {
+        for table in schema.tables(&ks.name) {
+            queue.mark(table.id);
+        }
+    }
     let mut ticker = tokio::time::interval(PURGE_INTERVAL);
     ticker.tick().await; // the first tick is immediate; start one interval after boot
     loop {
@@ -598,7 +608,8 @@ async fn purge_worker(
             .user_keyspaces()
             .flat_map(|ks| schema.tables(&ks.name).cloned().collect::<Vec<_>>())
             .collect();
-        for table in tables {
+        let due = queue.take(&tables.iter().map(|t| t.id).collect::<Vec<_>>());
+        for table in tables.into_iter().filter(|t| due.contains(&t.id)) {
             let engine = engine.clone();
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -607,17 +618,28 @@ async fn purge_worker(
             let gc_grace = i64::from(table.options.gc_grace_seconds.max(0));
             let id = table.id;
             match tokio::task::spawn_blocking(move || engine.purge(id, now, gc_grace)).await {
-                Ok(Ok(stats)) if stats.cells_purged + stats.tombstones_purged > 0 => {
-                    tracing::info!(
-                        table = %format!("{}.{}", table.keyspace, table.name),
-                        cells = stats.cells_purged,
-                        tombstones = stats.tombstones_purged,
-                        "purged expired data"
-                    );
+                Ok(Ok(stats)) => {
+                    if stats.cells_purged + stats.tombstones_purged > 0 {
+                        tracing::info!(
+                            table = %format!("{}.{}", table.keyspace, table.name),
+                            cells = stats.cells_purged,
+                            tombstones = stats.tombstones_purged,
+                            waiting = stats.waiting,
+                            "purged expired data"
+                        );
+                    }
+                    if stats.waiting > 0 {
+                        queue.mark(id);
+                    }
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, table = %table.name, "purge failed"),
-                Err(e) => tracing::warn!(error = %e, "purge task failed"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, table = %table.name, "purge failed");
+                    queue.mark(id);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purge task failed");
+                    queue.mark(id);
+                }
             }
         }
     }

@@ -845,7 +845,8 @@ fn purge_respects_gc_grace(e: &dyn Engine) {
         stats,
         PurgeStats {
             cells_purged: 2,
-            tombstones_purged: 0
+            tombstones_purged: 0,
+            waiting: 1,
         }
     );
     let data = read_all(e, 10_500).expect("data");
@@ -867,7 +868,8 @@ fn purge_respects_gc_grace(e: &dyn Engine) {
         stats,
         PurgeStats {
             cells_purged: 1,
-            tombstones_purged: 0
+            tombstones_purged: 0,
+            waiting: 1,
         }
     );
     // Older than gc_grace: gone, and the partition keeps only row b.
@@ -876,7 +878,8 @@ fn purge_respects_gc_grace(e: &dyn Engine) {
         stats,
         PurgeStats {
             cells_purged: 0,
-            tombstones_purged: 1
+            tombstones_purged: 1,
+            waiting: 0,
         }
     );
     assert_eq!(all_rows(&read_all(e, 11_001)), vec!["b"]);
@@ -899,10 +902,15 @@ fn purge_of_expired_and_deleted_data(e: &dyn Engine) {
     M::new(T1, pk(1, "other"))
         .delete_partition(del(1, 1_000))
         .apply(e);
-    // Expired but within gc_grace: kept (they still shadow).
+    // Expired but within gc_grace: kept (they still shadow), and counted as waiting: the
+    // liveness, the two cells, the collection, range and partition deletions.
     assert_eq!(
         e.purge(T1, 1_050, gc_grace).expect("purge"),
-        PurgeStats::default()
+        PurgeStats {
+            cells_purged: 0,
+            tombstones_purged: 0,
+            waiting: 6,
+        }
     );
     assert!(read_all(e, 1_050).is_some());
     let stats = e.purge(T1, 1_101, gc_grace).expect("purge");
@@ -910,7 +918,8 @@ fn purge_of_expired_and_deleted_data(e: &dyn Engine) {
         stats,
         PurgeStats {
             cells_purged: 2,
-            tombstones_purged: 4
+            tombstones_purged: 4,
+            waiting: 0,
         }
     );
     assert_eq!(read_all(e, 1_101), None, "nothing left of the partition");
@@ -934,7 +943,8 @@ fn purge_keeps_live_view(e: &dyn Engine) {
         stats,
         PurgeStats {
             cells_purged: 1,
-            tombstones_purged: 0
+            tombstones_purged: 0,
+            waiting: 1,
         }
     );
     assert_eq!(read_all(e, 10_001), before);

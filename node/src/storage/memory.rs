@@ -130,8 +130,7 @@ impl Engine for MemoryEngine {
             for key in &removed {
                 state.remove(key);
             }
-            total.cells_purged += stats.cells_purged;
-            total.tombstones_purged += stats.tombstones_purged;
+            total.add(stats);
             !state.is_empty()
         });
         if partitions.is_empty() {

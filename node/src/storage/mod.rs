@@ -163,6 +163,25 @@ pub struct Mutation {
     pub rows: Vec<RowUpdate>,
 }
 
+impl Mutation {
+    /// Whether applying this may leave something for a purge to remove one day: a deletion of
+    /// any kind (which also shadows older data) or a value with a TTL. Plain writes replace
+    /// their slot's previous version and leave nothing behind.
+    pub fn may_need_purge(&self) -> bool {
+        self.partition_deletion.is_some()
+            || !self.range_deletions.is_empty()
+            || self.rows.iter().any(|row| {
+                row.deletion.is_some()
+                    || !row.collection_deletions.is_empty()
+                    || row.liveness.as_ref().is_some_and(Liveness::is_expiring)
+                    || row
+                        .cells
+                        .iter()
+                        .any(|(_, cell)| cell.is_tombstone() || cell.is_expiring())
+            })
+    }
+}
+
 /// A range of clustering bytes: `(start, end)` bounds.
 pub type ClusteringRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
@@ -257,6 +276,18 @@ pub struct PurgeStats {
     pub cells_purged: u64,
     /// Deletions removed: cell tombstones, row, collection, range and partition deletions.
     pub tombstones_purged: u64,
+    /// Deletions and expiring cells kept because they are not old enough yet: a later purge
+    /// may remove them.
+    pub waiting: u64,
+}
+
+impl PurgeStats {
+    /// Adds another partition's (or table's) figures to these.
+    pub fn add(&mut self, other: PurgeStats) {
+        self.cells_purged += other.cells_purged;
+        self.tombstones_purged += other.tombstones_purged;
+        self.waiting += other.waiting;
+    }
 }
 
 /// Why a storage operation failed.

@@ -258,6 +258,7 @@ impl PartitionState {
         let purgeable = |d: &Deletion| d.local_deletion_time < gc_before;
         let mut stats = PurgeStats::default();
         let mut removed = Vec::new();
+        let mut waiting = 0u64;
         let mut tombstone = |key: AtomKey, removed: &mut Vec<AtomKey>| {
             stats.tombstones_purged += 1;
             removed.push(key);
@@ -267,11 +268,15 @@ impl PartitionState {
         if let Some(d) = &self.deletion {
             if purgeable(d) {
                 tombstone(AtomKey::PartitionDeletion, &mut removed);
+            } else {
+                waiting += 1;
             }
         }
         for ((s, e), d) in &self.ranges {
             if !survives(d.timestamp, floor) || purgeable(d) {
                 tombstone(AtomKey::RangeDeletion(s.clone(), e.clone()), &mut removed);
+            } else {
+                waiting += 1;
             }
         }
         // Coverage uses every stored deletion, purgeable or not: what a purged deletion shadowed
@@ -288,6 +293,8 @@ impl PartitionState {
             if let Some(d) = &row.deletion {
                 if !survives(d.timestamp, cover) || purgeable(d) {
                     tombstone(AtomKey::RowDeletion(c.clone()), &mut removed);
+                } else {
+                    waiting += 1;
                 }
             }
             let shadow = max_ts(cover, row.deletion.map(|d| d.timestamp));
@@ -295,11 +302,15 @@ impl PartitionState {
                 if !survives(l.timestamp, shadow) || (l.is_expiring() && l.expires_at < gc_before) {
                     cells_purged += 1;
                     removed.push(AtomKey::Liveness(c.clone()));
+                } else if l.is_expiring() {
+                    waiting += 1;
                 }
             }
             for (col, d) in &row.collection_deletions {
                 if !survives(d.timestamp, shadow) || purgeable(d) {
                     tombstone(AtomKey::CollectionDeletion(c.clone(), *col), &mut removed);
+                } else {
+                    waiting += 1;
                 }
             }
             for (k, cell) in &row.cells {
@@ -317,10 +328,13 @@ impl PartitionState {
                         cells_purged += 1;
                         removed.push(AtomKey::Cell(c.clone(), k.clone()));
                     }
+                } else if cell.is_tombstone() || cell.is_expiring() {
+                    waiting += 1;
                 }
             }
         }
         stats.cells_purged = cells_purged;
+        stats.waiting = waiting;
         (stats, removed)
     }
 }
@@ -503,6 +517,54 @@ mod tests {
     }
 
     #[test]
+    fn only_deletions_and_ttls_may_need_a_purge() {
+        let row = |update: RowUpdate| Mutation {
+            table: uuid::Uuid::nil(),
+            partition: pk(),
+            partition_deletion: None,
+            range_deletions: vec![],
+            rows: vec![RowUpdate {
+                clustering: b"a".to_vec(),
+                ..update
+            }],
+        };
+        let cell = |c: Cell| {
+            row(RowUpdate {
+                liveness: Some(Liveness::new(1)),
+                cells: vec![(
+                    CellKey {
+                        column: 1,
+                        path: None,
+                    },
+                    c,
+                )],
+                ..RowUpdate::default()
+            })
+        };
+        assert!(!cell(Cell::live(1, b"v".to_vec())).may_need_purge());
+        assert!(cell(Cell::tombstone(1, 100)).may_need_purge());
+        assert!(cell(Cell::expiring(1, 60, 100, b"v".to_vec())).may_need_purge());
+        assert!(row(RowUpdate {
+            liveness: Some(Liveness::expiring(1, 60, 100)),
+            ..RowUpdate::default()
+        })
+        .may_need_purge());
+        assert!(row(RowUpdate {
+            deletion: Some(Deletion::new(1, 100)),
+            ..RowUpdate::default()
+        })
+        .may_need_purge());
+        assert!(row(RowUpdate {
+            collection_deletions: vec![(1, Deletion::new(1, 100))],
+            ..RowUpdate::default()
+        })
+        .may_need_purge());
+        let mut whole = cell(Cell::live(1, b"v".to_vec()));
+        whole.partition_deletion = Some(Deletion::new(1, 100));
+        assert!(whole.may_need_purge());
+    }
+
+    #[test]
     fn purge_plan_counts() {
         let mut state = PartitionState::default();
         let m = Mutation {
@@ -536,7 +598,8 @@ mod tests {
             stats,
             PurgeStats {
                 cells_purged: 1,
-                tombstones_purged: 0
+                tombstones_purged: 0,
+                waiting: 1,
             }
         );
         assert_eq!(removed, vec![AtomKey::Liveness(b"a".to_vec())]);
@@ -546,7 +609,8 @@ mod tests {
             stats,
             PurgeStats {
                 cells_purged: 1,
-                tombstones_purged: 1
+                tombstones_purged: 1,
+                waiting: 0,
             }
         );
     }

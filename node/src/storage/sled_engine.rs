@@ -847,10 +847,7 @@ impl Engine for SledEngine {
                 self.purge_locked(prefix, now, gc_grace)
             };
             match result {
-                Ok(stats) => {
-                    total.cells_purged += stats.cells_purged;
-                    total.tombstones_purged += stats.tombstones_purged;
-                }
+                Ok(stats) => total.add(stats),
                 // A corrupt partition must not stop the purge of the others; report it at the end.
                 Err(e @ StorageError::Corrupt(_)) => {
                     tracing::warn!(%table, token = partition.token, error = %e, "purge skipped a corrupt partition");
