@@ -9,7 +9,7 @@
 //! enough yet ([`crate::storage::PurgeStats::waiting`]). The worker queues every table the node
 //! has when it starts: it cannot know what the data it opened holds.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::storage::TableId;
@@ -17,8 +17,16 @@ use crate::storage::TableId;
 /// The tables a purge pass has to walk.
 #[derive(Debug, Default)]
 pub struct PurgeQueue {
-    tables: Mutex<HashSet<TableId>>,
+    /// Queued tables, each with the number of passes in a row that did not find it in the
+    /// schema.
+    tables: Mutex<HashMap<TableId, u8>>,
 }
+
+/// Passes in a row a queued table may be missing from the schema before it is forgotten: a
+/// table is queued only once the replica knows it, so a queued table missing from the schema
+/// was dropped (its data goes with `schema::sync::purge_dropped_tables`), or the pass read a
+/// schema older than the write that queued it, which the next pass cannot.
+const MISSING_PASSES: u8 = 2;
 
 impl PurgeQueue {
     /// An empty queue.
@@ -26,26 +34,32 @@ impl PurgeQueue {
         PurgeQueue::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashSet<TableId>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TableId, u8>> {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `table`: it took a write that may leave something to purge, or its last pass
     /// failed or kept data a later pass has to remove, or the node just started.
     pub fn mark(&self, table: TableId) {
-        self.lock().insert(table);
+        self.lock().insert(table, 0);
     }
 
     /// Takes the tables among `candidates` (the tables that exist now) that a pass has to walk,
-    /// and unqueues them: a write during the pass queues its table again. Queued tables that
-    /// are not candidates (not in that schema yet) stay queued.
+    /// and unqueues them: a write during the pass queues its table again. A queued table that
+    /// is not a candidate stays queued, unless it was missing from the schema
+    /// [`MISSING_PASSES`] times in a row (dropped): the queue never outgrows the schema.
     pub fn take(&self, candidates: &[TableId]) -> Vec<TableId> {
         let mut tables = self.lock();
-        candidates
+        let due: Vec<TableId> = candidates
             .iter()
-            .filter(|t| tables.remove(t))
+            .filter(|t| tables.remove(t).is_some())
             .copied()
-            .collect()
+            .collect();
+        tables.retain(|_, missing| {
+            *missing += 1;
+            *missing < MISSING_PASSES
+        });
+        due
     }
 }
 
@@ -66,9 +80,29 @@ mod tests {
         queue.mark(b);
         queue.mark(c);
         assert_eq!(queue.take(&[a, b]), vec![b]);
-        assert!(queue.take(&[a, b]).is_empty(), "nothing written since");
         // c was not a table in that schema yet: it stays queued for the next pass.
         assert_eq!(queue.take(&[a, b, c]), vec![c]);
-        assert!(queue.take(&[a, b, c]).is_empty());
+        assert!(queue.take(&[a, b, c]).is_empty(), "nothing written since");
+    }
+
+    #[test]
+    fn a_table_missing_from_the_schema_is_forgotten() {
+        let queue = PurgeQueue::new();
+        let (a, dropped) = (table(1), table(2));
+        queue.mark(dropped);
+        // Missing from one pass's schema: still queued, as that schema may be older than the
+        // write that queued it.
+        assert!(queue.take(&[a]).is_empty());
+        assert_eq!(queue.lock().len(), 1);
+        // Missing from a second one: dropped, forgotten.
+        assert!(queue.take(&[a]).is_empty());
+        assert_eq!(queue.lock().len(), 0);
+        assert!(
+            queue.take(&[a, dropped]).is_empty(),
+            "not due once forgotten"
+        );
+        // Marked again (a write queues it anew), it is due again.
+        queue.mark(dropped);
+        assert_eq!(queue.take(&[a, dropped]), vec![dropped]);
     }
 }
