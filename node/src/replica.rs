@@ -263,11 +263,11 @@ impl Replica {
     /// Applies mutations and waits until they are durable. A large batch (streaming, hint
     /// replay) is applied on the blocking pool, so that it never holds up the tasks that share
     /// the runtime (gossip heartbeats among them).
-    pub async fn apply(&self, mutations: &[Mutation]) -> Result<(), ReplicaError> {
-        for m in mutations {
+    pub async fn apply(&self, mutations: &Arc<Vec<Mutation>>) -> Result<(), ReplicaError> {
+        for m in mutations.iter() {
             self.check_table(m.table)?;
         }
-        for m in mutations {
+        for m in mutations.iter() {
             if let Some(ts) = max_timestamp(m) {
                 self.clock.observe(ts);
             }
@@ -277,7 +277,7 @@ impl Replica {
         }
         if mutations.len() > INLINE_APPLY {
             let engine = self.engine.clone();
-            let batch = mutations.to_vec();
+            let batch = mutations.clone();
             tokio::task::spawn_blocking(move || engine.apply_all(&batch))
                 .await
                 .map_err(|e| ReplicaError::Storage(format!("apply task failed: {e}")))?

@@ -15,6 +15,8 @@
 //! Versioning: the transport negotiates `ringdb/1` (ALPN) at the handshake; a change to these
 //! enums that old nodes cannot decode needs a new protocol name.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::schema::SchemaSnapshot;
@@ -35,8 +37,10 @@ pub enum VerbRequest {
     /// Apply these mutations (each atomic on its partition) and answer once they are durable as
     /// the replica's `commitlog_sync` promises.
     Mutate {
-        /// The mutations, all for partitions this replica owns.
-        mutations: Vec<Mutation>,
+        /// The mutations, all for partitions this replica owns; shared, so that the coordinator
+        /// keeps them for hints and the replica hands them to its blocking pool without a copy.
+        #[serde(with = "shared")]
+        mutations: Arc<Vec<Mutation>>,
     },
     /// Read a slice of one partition: the data, or only its digest.
     Read {
@@ -133,7 +137,8 @@ pub enum VerbRequest {
     /// answer is this node's own acknowledgement.
     MutateForward {
         /// The mutations.
-        mutations: Vec<Mutation>,
+        #[serde(with = "shared")]
+        mutations: Arc<Vec<Mutation>>,
         /// The other replicas of the write in this datacenter.
         forward_to: Vec<std::net::SocketAddr>,
         /// The coordinator's internode address.
@@ -145,7 +150,8 @@ pub enum VerbRequest {
     /// [`VerbRequest::ForwardAck`] (the answer to this request only tells the forwarder).
     MutateAndAck {
         /// The mutations.
-        mutations: Vec<Mutation>,
+        #[serde(with = "shared")]
+        mutations: Arc<Vec<Mutation>>,
         /// The coordinator's internode address.
         reply_to: std::net::SocketAddr,
         /// The coordinator's id for the write.
@@ -236,6 +242,36 @@ pub enum ReplicaError {
     BadRequest(String),
 }
 
+impl VerbRequest {
+    /// [`VerbRequest::Mutate`] of `mutations`.
+    pub fn mutate(mutations: Vec<Mutation>) -> VerbRequest {
+        VerbRequest::Mutate {
+            mutations: Arc::new(mutations),
+        }
+    }
+}
+
+/// Encodes a shared vector as the vector itself (the wire format of `Vec<T>`), so that the
+/// encoding does not depend on how the sender held it.
+mod shared {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Arc<Vec<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        value.as_slice().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Arc<Vec<T>>, D::Error> {
+        Vec::deserialize(deserializer).map(Arc::new)
+    }
+}
+
 /// Encodes a verb message.
 pub fn encode<T: Serialize>(message: &T) -> Result<bytes::Bytes, String> {
     bincode::serde::encode_to_vec(message, CONFIG)
@@ -314,11 +350,19 @@ mod tests {
     }
 
     #[test]
+    fn shared_mutations_encode_as_a_plain_vector() {
+        let mutations = vec![sample_mutation(), sample_mutation()];
+        let encoded = encode(&VerbRequest::mutate(mutations.clone())).unwrap();
+        // Variant 0 (one varint byte), then the vector exactly as `Vec<Mutation>` encodes.
+        let mut expected = vec![0u8];
+        expected.extend_from_slice(&encode(&mutations).unwrap());
+        assert_eq!(&encoded[..], &expected[..]);
+    }
+
+    #[test]
     fn requests_round_trip() {
         let requests = vec![
-            VerbRequest::Mutate {
-                mutations: vec![sample_mutation()],
-            },
+            VerbRequest::mutate(vec![sample_mutation()]),
             VerbRequest::Read {
                 table: uuid::Uuid::from_u128(1),
                 partition: PartitionKey {

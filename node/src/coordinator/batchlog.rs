@@ -414,8 +414,7 @@ impl Coordinator {
         let sent: Vec<_> = groups
             .into_iter()
             .map(|(live, mutations)| {
-                let answers =
-                    self.dispatch(&state, &live, VerbRequest::Mutate { mutations }, timeout);
+                let answers = self.dispatch(&state, &live, VerbRequest::mutate(mutations), timeout);
                 (live.len(), answers)
             })
             .collect();

@@ -106,7 +106,7 @@ impl Coordinator {
         &self,
         state: &ClusterState,
         targets: &[HostId],
-        mutations: Vec<Mutation>,
+        mutations: Arc<Vec<Mutation>>,
         timeout: Duration,
         tx: &mpsc::Sender<Answer>,
     ) {
@@ -121,7 +121,6 @@ impl Coordinator {
             }
         }
         let me_addr = state.addr_of(&self.config.local);
-        let mutations = Arc::new(mutations);
         for (_, hosts) in remote {
             match (hosts.len(), me_addr) {
                 (2.., Some(reply_to)) => {
@@ -131,7 +130,6 @@ impl Coordinator {
             }
         }
         if !direct.is_empty() {
-            let mutations = Arc::unwrap_or_clone(mutations);
             self.send_to(
                 state,
                 &direct,
@@ -165,9 +163,7 @@ impl Coordinator {
             self.send_to(
                 state,
                 &hosts,
-                VerbRequest::Mutate {
-                    mutations: Arc::unwrap_or_clone(mutations),
-                },
+                VerbRequest::Mutate { mutations },
                 timeout,
                 tx,
             );
@@ -180,7 +176,7 @@ impl Coordinator {
             with_addr.into_iter().filter(|(h, _)| *h != via.0).collect();
         let id = self.forwards.next_id.fetch_add(1, Ordering::Relaxed);
         let request = VerbRequest::MutateForward {
-            mutations: mutations.to_vec(),
+            mutations: mutations.clone(),
             forward_to: rest.iter().map(|(_, a)| *a).collect(),
             reply_to,
             id,
@@ -212,9 +208,7 @@ impl Coordinator {
                     me.send_to(
                         &me.state(),
                         &hosts,
-                        VerbRequest::Mutate {
-                            mutations: Arc::unwrap_or_clone(mutations),
-                        },
+                        VerbRequest::Mutate { mutations },
                         left,
                         &tx,
                     );

@@ -258,7 +258,7 @@ impl Coordinator {
         let mut answers = self.dispatch(
             state,
             &[target],
-            VerbRequest::Mutate { mutations },
+            VerbRequest::mutate(mutations),
             self.config.write_timeout,
         );
         match answers.recv().await {

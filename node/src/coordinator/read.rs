@@ -330,9 +330,7 @@ impl Coordinator {
         let mut answers = self.dispatch(
             state,
             &stale,
-            VerbRequest::Mutate {
-                mutations: vec![merged.to_mutation(table)],
-            },
+            VerbRequest::mutate(vec![merged.to_mutation(table)]),
             timeout,
         );
         let mut repaired = 0;

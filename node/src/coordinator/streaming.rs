@@ -352,7 +352,10 @@ impl Coordinator {
                 return Ok(());
             };
             range.after = Some(last);
-            let mutations: Vec<_> = partitions.iter().map(|p| p.to_mutation(table)).collect();
+            let mutations: Vec<_> = partitions
+                .into_iter()
+                .map(|p| p.into_mutation(table))
+                .collect();
             let n = mutations.len() as u64;
             let bytes = crate::verbs::encoded_len(&mutations).unwrap_or(0) as u64;
             let deliver = self.deliver_page(mutations, bytes, targets, &run.pacer);
@@ -418,7 +421,7 @@ impl Coordinator {
         let mut answers = self.dispatch(
             &state,
             targets,
-            VerbRequest::Mutate { mutations },
+            VerbRequest::mutate(mutations),
             STREAM_PAGE_TIMEOUT,
         );
         for _ in targets {
@@ -472,12 +475,7 @@ impl Coordinator {
                 for hint in page {
                     let state = self.state();
                     let (to, request) = if state.is_alive(&target) {
-                        (
-                            target,
-                            VerbRequest::Mutate {
-                                mutations: hint.mutations.clone(),
-                            },
-                        )
+                        (target, VerbRequest::mutate(hint.mutations.clone()))
                     } else {
                         let Some(peer) = state
                             .by_proximity(

@@ -186,12 +186,10 @@ impl Coordinator {
         } = group;
         let timeout = self.config.write_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        // Hints need their own copy of the mutations (the verb takes them).
-        let for_hints: Option<Arc<Vec<Mutation>>> = self
-            .hints
-            .config()
-            .enabled
-            .then(|| Arc::new(mutations.clone()));
+        // Hints share the verb's mutations: kept until every replica answered.
+        let mutations = Arc::new(mutations);
+        let for_hints: Option<Arc<Vec<Mutation>>> =
+            self.hints.config().enabled.then(|| mutations.clone());
         let (hinted_tx, mut hinted) = oneshot::channel::<usize>();
         let mut hints_pending = false;
         if let (Some(copy), false, Some(me)) = (&for_hints, down.is_empty(), self.me.upgrade()) {

@@ -702,9 +702,7 @@ impl RangeRepairer<'_> {
                 }
                 let count = batch.len() as u64;
                 let bytes = batch_bytes as u64;
-                let request = VerbRequest::Mutate {
-                    mutations: std::mem::take(&mut batch),
-                };
+                let request = VerbRequest::mutate(std::mem::take(&mut batch));
                 batch_bytes = 0;
                 for (host, answer) in self.ask_all(state, group, request, STREAM_TIMEOUT).await {
                     let who = self.describe(state, &host);

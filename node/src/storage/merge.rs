@@ -682,22 +682,27 @@ impl PartitionData {
     /// that replica at least up to this answer (read repair, streaming). Re-applying data is
     /// harmless: merge is idempotent.
     pub fn to_mutation(&self, table: TableId) -> Mutation {
-        let row_update = |row: &Row| RowUpdate {
-            clustering: row.clustering.clone(),
+        self.clone().into_mutation(table)
+    }
+
+    /// [`PartitionData::to_mutation`] without a copy: the rows and cells move into the mutation.
+    pub fn into_mutation(self, table: TableId) -> Mutation {
+        let row_update = |row: Row| RowUpdate {
+            clustering: row.clustering,
             liveness: row.liveness,
             deletion: row.deletion,
-            cells: row.cells.clone(),
-            collection_deletions: row.collection_deletions.clone(),
+            cells: row.cells,
+            collection_deletions: row.collection_deletions,
         };
         Mutation {
             table,
-            partition: self.partition.clone(),
+            partition: self.partition,
             partition_deletion: self.partition_deletion,
-            range_deletions: self.range_deletions.clone(),
+            range_deletions: self.range_deletions,
             rows: self
                 .static_row
-                .iter()
-                .chain(&self.rows)
+                .into_iter()
+                .chain(self.rows)
                 .map(row_update)
                 .collect(),
         }
