@@ -99,6 +99,9 @@ pub struct BenchArgs {
     /// Bytes per written value.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=16 * 1024 * 1024))]
     pub value_size: u64,
+    /// Seconds each written row lives (`INSERT ... USING TTL`); rows never expire by default.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..=630_720_000))]
+    pub ttl: Option<u32>,
     /// Write the figures (config, totals, percentiles, per-second series) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -197,6 +200,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         consistency: args.cl.to_string(),
         distribution: args.dist.to_string(),
         value_size: args.value_size as usize,
+        ttl: args.ttl,
         keyspace: args.keyspace.clone(),
         connections: args.connections as usize,
         routing: match args.routing {
@@ -291,6 +295,7 @@ async fn measure(
         keyspace: args.keyspace.clone(),
         rf: args.rf,
         drop_first: args.drop,
+        ttl: args.ttl,
     };
     let router: Arc<Router> = Router::connect(&router_config).await?;
     if let Some(reason) = &router.fallback_reason {

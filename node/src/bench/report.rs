@@ -29,6 +29,8 @@ pub struct ConfigReport {
     pub distribution: String,
     /// Bytes per value.
     pub value_size: usize,
+    /// Seconds each written row lives, if it expires.
+    pub ttl: Option<u32>,
     /// Keyspace.
     pub keyspace: String,
     /// Connections per node.
@@ -140,7 +142,7 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "ringdb bench: {} for {:.1} s, {} workers{}, CL {}, RF {}, {} keys ({}), {}-byte values",
+        "ringdb bench: {} for {:.1} s, {} workers{}, CL {}, RF {}, {} keys ({}), {}-byte values{}",
         c.workload,
         c.duration_s,
         c.concurrency,
@@ -149,7 +151,8 @@ pub fn render(report: &Report) -> String {
         c.rf,
         c.rows,
         c.distribution,
-        c.value_size
+        c.value_size,
+        c.ttl.map(|t| format!(", TTL {t} s")).unwrap_or_default()
     );
     let _ = writeln!(out, "machine: {}", report.machine);
     if let Some(load) = &report.load {

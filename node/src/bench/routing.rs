@@ -74,6 +74,8 @@ pub struct RouterConfig {
     pub rf: u32,
     /// Drop the keyspace first.
     pub drop_first: bool,
+    /// Seconds every written row lives, if it expires.
+    pub ttl: Option<u32>,
 }
 
 /// One open connection with the bench's statements prepared on it.
@@ -141,6 +143,7 @@ pub struct Router {
     round_robin: AtomicUsize,
     client_options: ClientOptions,
     keyspace: String,
+    insert: String,
     stopped: AtomicBool,
     /// Why token-aware routing is off, when it was asked for and is.
     pub fallback_reason: Option<String>,
@@ -186,6 +189,7 @@ impl Router {
             round_robin: AtomicUsize::new(0),
             client_options: config.client.clone(),
             keyspace: config.keyspace.clone(),
+            insert: workload::insert_statement(&config.keyspace, config.ttl),
             stopped: AtomicBool::new(false),
             fallback_reason,
         });
@@ -222,7 +226,7 @@ impl Router {
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         let insert = client
-            .prepare(&workload::insert_statement(&self.keyspace))
+            .prepare(&self.insert)
             .await
             .with_context(|| format!("preparing the INSERT on {addr}"))?;
         let select = client

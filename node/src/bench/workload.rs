@@ -27,9 +27,11 @@ pub fn create_keyspace(keyspace: &str, rf: u32) -> String {
     )
 }
 
-/// The prepared write: binds `key` (bigint) then `value` (blob).
-pub fn insert_statement(keyspace: &str) -> String {
-    format!("INSERT INTO {keyspace}.{TABLE} (key, value) VALUES (?, ?)")
+/// The prepared write: binds `key` (bigint) then `value` (blob); with `ttl`, every row written
+/// expires that many seconds later.
+pub fn insert_statement(keyspace: &str, ttl: Option<u32>) -> String {
+    let using = ttl.map(|t| format!(" USING TTL {t}")).unwrap_or_default();
+    format!("INSERT INTO {keyspace}.{TABLE} (key, value) VALUES (?, ?){using}")
 }
 
 /// The prepared read: binds `key` (bigint); returns `key, value`.
@@ -345,6 +347,18 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn the_insert_carries_the_ttl_asked_for() {
+        assert_eq!(
+            insert_statement("b", None),
+            "INSERT INTO b.kv (key, value) VALUES (?, ?)"
+        );
+        assert_eq!(
+            insert_statement("b", Some(600)),
+            "INSERT INTO b.kv (key, value) VALUES (?, ?) USING TTL 600"
+        );
+    }
 
     #[test]
     fn workloads_parse() {
