@@ -609,6 +609,9 @@ async fn purge_worker(
             .flat_map(|ks| schema.tables(&ks.name).cloned().collect::<Vec<_>>())
             .collect();
         let due = queue.take(&tables.iter().map(|t| t.id).collect::<Vec<_>>());
+        if due.is_empty() {
+            continue;
+        }
         for table in tables.into_iter().filter(|t| due.contains(&t.id)) {
             let engine = engine.clone();
             let now = std::time::SystemTime::now()
@@ -642,6 +645,20 @@ async fn purge_worker(
                 }
             }
         }
+        let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+    }
+}
+
+/// Gives the pages the allocator holds free back to the kernel. A purge pass reads every
+/// partition of a table on one blocking thread; glibc keeps what that thread allocated and
+/// freed in its own arena, so without this the node's resident memory steps up by the walk's
+/// working set (80-90 MB over 1 M rows of 1 KiB in `bench/run`'s memory part) and stays there.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointer and only returns free pages of the allocator's own
+    // arenas to the kernel; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
