@@ -240,6 +240,13 @@ pub struct Config {
         serialize_with = "serialize_byte_size"
     )]
     pub hinted_handoff_throttle: u64,
+    /// Most bytes per second the purge of expired data and old tombstones reads, e.g. `64MiB`
+    /// (Cassandra's `compaction_throughput`); 0 is unthrottled.
+    #[serde(
+        deserialize_with = "deserialize_byte_size",
+        serialize_with = "serialize_byte_size"
+    )]
+    pub compaction_throughput: u64,
     /// Test clusters only: a file of injected faults (slow links, cut links, a deliberate bug)
     /// that `ringdb cluster` writes and the node polls; unset (the default) in production.
     pub fault_file: Option<PathBuf>,
@@ -295,6 +302,7 @@ impl Default for Config {
             max_hints_size: 1 << 30,
             hinted_handoff_throttle: 1 << 20,
             stream_throughput_outbound: 0,
+            compaction_throughput: 64 << 20,
             fault_file: None,
         }
     }

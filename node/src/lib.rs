@@ -46,6 +46,7 @@ pub mod join;
 pub mod login;
 pub mod membership;
 pub mod metrics;
+pub(crate) mod pace;
 pub mod purge;
 pub mod removenode;
 pub mod repair;

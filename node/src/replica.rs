@@ -271,8 +271,8 @@ impl Replica {
             if let Some(ts) = max_timestamp(m) {
                 self.clock.observe(ts);
             }
-            if m.may_need_purge() {
-                self.purge.mark(m.table);
+            if let Some(from) = m.purge_from() {
+                self.purge.mark(m.table, from);
             }
         }
         if mutations.len() > INLINE_APPLY {

@@ -12,6 +12,7 @@
 //! once), stop accepting connections, let in-flight requests finish (for at most
 //! [`DRAIN_TIMEOUT`]), close the transport, then a final flush of the engine.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,8 @@ use crate::commitlog::{CommitSync, SyncMode};
 use crate::config::{CommitlogSync, Config};
 use crate::cql_server::{CqlServer, ServerLimits};
 use crate::executor::{Executor, LocalNodeInfo};
-use crate::schema::SchemaStore;
-use crate::storage::{Engine, FailStop, SledEngine};
+use crate::schema::{SchemaStore, TableDef};
+use crate::storage::{Engine, FailStop, PurgeStats, Seconds, SledEngine, TableId, PURGE_PAGE};
 
 /// How long shutdown waits for in-flight requests before closing connections anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -262,6 +263,7 @@ pub async fn start(config: Config, options: StartOptions) -> anyhow::Result<Runn
         engine.clone(),
         executor.clone(),
         replica.purge_queue(),
+        config.compaction_throughput,
         shutdown_rx.clone(),
     )));
 
@@ -580,22 +582,27 @@ fn load_or_create_identity(engine: &dyn Engine) -> anyhow::Result<Identity> {
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// The background compaction of expired data: every [`PURGE_INTERVAL`], each user table that
-/// may hold something to purge ([`crate::purge`]) drops cells whose TTL ran out and tombstones
-/// older than its `gc_grace_seconds` (never younger, so that repair cannot resurrect deleted
-/// data within the grace period).
+/// holds something old enough to purge ([`crate::purge`]) drops cells whose TTL ran out and
+/// tombstones older than its `gc_grace_seconds` (never younger, so that repair cannot
+/// resurrect deleted data within the grace period). The walk goes in pages of
+/// [`crate::storage::PURGE_PAGE`] partitions, held to `throughput` bytes read per second
+/// (`compaction_throughput`; 0: unthrottled), so that it leaves the cores and the disk to the
+/// clients.
 async fn purge_worker(
     engine: Arc<dyn Engine>,
     executor: Executor,
     queue: Arc<crate::purge::PurgeQueue>,
+    throughput: u64,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // What the node opened may hold anything: its first pass walks every table it has now.
     let schema = executor.schema();
     for ks in schema.user_keyspaces() {
         for table in schema.tables(&ks.name) {
-            queue.mark(table.id);
+            queue.mark(table.id, Seconds::MIN);
         }
     }
+    let pacer = crate::pace::Pacer::new(throughput);
     let mut ticker = tokio::time::interval(PURGE_INTERVAL);
     ticker.tick().await; // the first tick is immediate; start one interval after boot
     loop {
@@ -603,50 +610,97 @@ async fn purge_worker(
             _ = ticker.tick() => {}
             _ = crate::server::stopping(&mut shutdown) => return,
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let schema = executor.schema();
-        let tables: Vec<_> = schema
+        let mut tables: HashMap<TableId, Arc<TableDef>> = schema
             .user_keyspaces()
             .flat_map(|ks| schema.tables(&ks.name).cloned().collect::<Vec<_>>())
+            .map(|t| (t.id, t))
             .collect();
-        let due = queue.take(&tables.iter().map(|t| t.id).collect::<Vec<_>>());
+        let candidates: Vec<(TableId, Seconds)> =
+            tables.values().map(|t| (t.id, gc_grace(t))).collect();
+        let due = queue.take(&candidates, now);
         if due.is_empty() {
             continue;
         }
-        for table in tables.into_iter().filter(|t| due.contains(&t.id)) {
-            let engine = engine.clone();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let gc_grace = i64::from(table.options.gc_grace_seconds.max(0));
+        for table in due.iter().filter_map(|id| tables.remove(id)) {
             let id = table.id;
-            match tokio::task::spawn_blocking(move || engine.purge(id, now, gc_grace)).await {
-                Ok(Ok(stats)) => {
+            let walk = purge_table(&engine, &pacer, id, now, gc_grace(&table));
+            let result = tokio::select! {
+                result = walk => result,
+                // The table is queued again when the node starts.
+                _ = crate::server::stopping(&mut shutdown) => return,
+            };
+            match result {
+                Ok((stats, bytes)) => {
                     if stats.cells_purged + stats.tombstones_purged > 0 {
                         tracing::info!(
                             table = %format!("{}.{}", table.keyspace, table.name),
                             cells = stats.cells_purged,
                             tombstones = stats.tombstones_purged,
                             waiting = stats.waiting,
+                            read_mb = bytes >> 20,
                             "purged expired data"
                         );
                     }
-                    if stats.waiting > 0 {
-                        queue.mark(id);
+                    if let Some(next) = stats.next {
+                        queue.mark(id, next);
                     }
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, table = %table.name, "purge failed");
-                    queue.mark(id);
-                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "purge task failed");
-                    queue.mark(id);
+                    tracing::warn!(error = %e, table = %table.name, "purge failed");
+                    queue.mark(id, Seconds::MIN);
                 }
             }
         }
         let _ = tokio::task::spawn_blocking(release_freed_memory).await;
     }
+}
+
+/// Purges one table page by page on the blocking pool, each page paced by `pacer`: what it
+/// removed and kept, and the bytes it read. A page that skipped a corrupt partition does not
+/// stop the walk; the first such error is the result once the rest of the table is done.
+async fn purge_table(
+    engine: &Arc<dyn Engine>,
+    pacer: &crate::pace::Pacer,
+    table: TableId,
+    now: Seconds,
+    gc_grace: Seconds,
+) -> Result<(PurgeStats, u64), String> {
+    let mut total = PurgeStats::default();
+    let mut bytes = 0;
+    let mut after = None;
+    let mut skipped = None;
+    loop {
+        let started = tokio::time::Instant::now();
+        let engine = engine.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            engine.purge_page(table, after.as_ref(), PURGE_PAGE, now, gc_grace)
+        })
+        .await
+        .map_err(|e| format!("purge task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+        total.add(page.stats);
+        bytes += page.bytes_read;
+        skipped = skipped.or(page.skipped);
+        pacer.pace(page.bytes_read, started).await;
+        match page.resume_after {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    match skipped {
+        Some(e) => Err(e.to_string()),
+        None => Ok((total, bytes)),
+    }
+}
+
+/// A table's `gc_grace_seconds`, as the purge counts it.
+fn gc_grace(table: &TableDef) -> Seconds {
+    Seconds::from(table.options.gc_grace_seconds.max(0))
 }
 
 /// Gives the pages the allocator holds free back to the kernel. A purge pass reads every
@@ -716,5 +770,91 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Cell, CellKey, Liveness, Mutation, PartitionKey, RowUpdate, Slice};
+
+    /// A row of `table` in partition `n`, expiring at `expires_at`.
+    fn expiring_row(table: TableId, n: u32, expires_at: Seconds) -> Mutation {
+        Mutation {
+            table,
+            partition: PartitionKey {
+                token: i64::from(n) * 7_919,
+                key: n.to_be_bytes().to_vec(),
+            },
+            partition_deletion: None,
+            range_deletions: Vec::new(),
+            rows: vec![RowUpdate {
+                liveness: Some(Liveness::expiring(1, 60, expires_at)),
+                cells: vec![(
+                    CellKey {
+                        column: 1,
+                        path: None,
+                    },
+                    Cell::expiring(1, 60, expires_at, vec![7u8; 200]),
+                )],
+                ..RowUpdate::default()
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_purge_walks_every_page_at_most_at_the_throughput() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine: Arc<dyn Engine> =
+            Arc::new(SledEngine::open(dir.path(), 8 << 20).expect("open"));
+        let table = TableId::from_u128(9);
+        // Three pages and a bit: rows 0..400 expired at 100, rows 400..700 expire at 5 000.
+        let rows: Vec<Mutation> = (0..700)
+            .map(|n| expiring_row(table, n, if n < 400 { 100 } else { 5_000 }))
+            .collect();
+        engine.apply_all(&rows).expect("apply");
+        let unthrottled = crate::pace::Pacer::new(0);
+        let (_, bytes) = purge_table(&engine, &unthrottled, table, 150, 1_000)
+            .await
+            .expect("dry walk");
+        assert!(bytes > 700 * 200, "every row read: {bytes} bytes");
+
+        // Throttled to the table's bytes in one second: the walk takes at least that, and
+        // removes what is old enough, nothing else.
+        let pacer = crate::pace::Pacer::new(bytes);
+        let started = tokio::time::Instant::now();
+        let (stats, read) = purge_table(&engine, &pacer, table, 1_101, 1_000)
+            .await
+            .expect("purge");
+        let took = started.elapsed();
+        assert_eq!(read, bytes, "the same walk");
+        assert!(
+            took >= Duration::from_millis(990),
+            "paced walk took {took:?}"
+        );
+        assert_eq!(
+            stats.cells_purged,
+            400 * 2,
+            "liveness and cell of each expired row"
+        );
+        assert_eq!(stats.waiting, 300 * 2);
+        assert_eq!(stats.next, Some(5_000));
+        let left = engine
+            .scan(
+                table,
+                &crate::storage::ScanRange {
+                    after: None,
+                    end_token: None,
+                },
+                &Slice::all(),
+                usize::MAX,
+                0,
+            )
+            .expect("scan");
+        assert_eq!(
+            left.len(),
+            300,
+            "the partitions not expired long enough stay"
+        );
     }
 }

@@ -847,6 +847,7 @@ fn purge_respects_gc_grace(e: &dyn Engine) {
             cells_purged: 2,
             tombstones_purged: 0,
             waiting: 1,
+            next: Some(10_000),
         }
     );
     let data = read_all(e, 10_500).expect("data");
@@ -870,6 +871,7 @@ fn purge_respects_gc_grace(e: &dyn Engine) {
             cells_purged: 1,
             tombstones_purged: 0,
             waiting: 1,
+            next: Some(10_000),
         }
     );
     // Older than gc_grace: gone, and the partition keeps only row b.
@@ -880,6 +882,7 @@ fn purge_respects_gc_grace(e: &dyn Engine) {
             cells_purged: 0,
             tombstones_purged: 1,
             waiting: 0,
+            next: None,
         }
     );
     assert_eq!(all_rows(&read_all(e, 11_001)), vec!["b"]);
@@ -910,6 +913,7 @@ fn purge_of_expired_and_deleted_data(e: &dyn Engine) {
             cells_purged: 0,
             tombstones_purged: 0,
             waiting: 6,
+            next: Some(1_000),
         }
     );
     assert!(read_all(e, 1_050).is_some());
@@ -920,6 +924,7 @@ fn purge_of_expired_and_deleted_data(e: &dyn Engine) {
             cells_purged: 2,
             tombstones_purged: 4,
             waiting: 0,
+            next: None,
         }
     );
     assert_eq!(read_all(e, 1_101), None, "nothing left of the partition");
@@ -945,9 +950,59 @@ fn purge_keeps_live_view(e: &dyn Engine) {
             cells_purged: 1,
             tombstones_purged: 0,
             waiting: 1,
+            next: Some(10_000),
         }
     );
     assert_eq!(read_all(e, 10_001), before);
+}
+
+fn purge_in_pages_visits_each_partition_once(e: &dyn Engine) {
+    // Five partitions, each with a tombstone old enough to go and an expiring cell that is not.
+    for i in 0..5 {
+        M::new(T1, pk(i * 10, &format!("k{i}")))
+            .cell("a", simple(1), Cell::tombstone(1, 1_000))
+            .cell("a", simple(2), Cell::expiring(1, 10, 9_000 + i, "v"))
+            .apply(e);
+    }
+    let mut after = None;
+    let mut pages = 0;
+    let mut total = PurgeStats::default();
+    loop {
+        let page = e
+            .purge_page(T1, after.as_ref(), 2, 5_000, 100)
+            .expect("page");
+        assert!(page.skipped.is_none());
+        total.add(page.stats);
+        pages += 1;
+        assert!(
+            pages <= 4,
+            "a page of 2 over 5 partitions ends by the fourth"
+        );
+        match page.resume_after {
+            Some(last) => after = Some(last),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    assert_eq!(
+        total,
+        PurgeStats {
+            cells_purged: 0,
+            tombstones_purged: 5,
+            waiting: 5,
+            next: Some(9_000),
+        }
+    );
+    // Nothing left for a whole purge at the same time but what waits.
+    assert_eq!(
+        e.purge(T1, 5_000, 100).expect("purge"),
+        PurgeStats {
+            cells_purged: 0,
+            tombstones_purged: 0,
+            waiting: 5,
+            next: Some(9_000),
+        }
+    );
 }
 
 fn meta_space(e: &dyn Engine) {
@@ -1066,6 +1121,7 @@ conformance!(
     purge_respects_gc_grace,
     purge_of_expired_and_deleted_data,
     purge_keeps_live_view,
+    purge_in_pages_visits_each_partition_once,
     meta_space,
     reapplying_changes_nothing,
     concurrent_writers_and_readers_see_whole_mutations,

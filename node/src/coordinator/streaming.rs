@@ -38,7 +38,7 @@
 //! running the removal then copies each of its ranges from the closest live surviving replica
 //! to the replicas gaining it ([`Coordinator::stream_removed_ranges`]), relaying the pages.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use super::placement::KeyspacePlacement;
 use super::{ClusterState, Coordinator};
 use crate::metrics as m;
+use crate::pace::Pacer;
 use crate::storage::{PartitionKey, ScanRange, TableId};
 use crate::verbs::{VerbRequest, VerbResponse};
 
@@ -524,47 +525,6 @@ struct Run {
     pacer: Pacer,
 }
 
-/// Holds the pages of one streaming run, all lanes together, to `rate` bytes per second
-/// (`stream_throughput_outbound`; 0: unthrottled): each page books its share of a second on a
-/// shared timeline, and a page that took less than that waits for the rest.
-struct Pacer {
-    rate: u64,
-    /// When the pages booked so far are paid for.
-    booked_until: Mutex<Option<tokio::time::Instant>>,
-}
-
-impl Pacer {
-    fn new(rate: u64) -> Pacer {
-        Pacer {
-            rate,
-            booked_until: Mutex::new(None),
-        }
-    }
-
-    /// Waits out the share of a page of `bytes` that was sent from `started`.
-    async fn pace(&self, bytes: u64, started: tokio::time::Instant) {
-        if let Some(until) = self.book(bytes, started) {
-            tokio::time::sleep_until(until).await;
-        }
-    }
-
-    /// Books the share of a page of `bytes` sent from `started`: when it is paid for (none when
-    /// unthrottled).
-    fn book(&self, bytes: u64, started: tokio::time::Instant) -> Option<tokio::time::Instant> {
-        if self.rate == 0 {
-            return None;
-        }
-        let share = Duration::from_secs_f64(bytes as f64 / self.rate as f64);
-        let mut booked = self
-            .booked_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let until = booked.map_or(started, |b| b.max(started)) + share;
-        *booked = Some(until);
-        Some(until)
-    }
-}
-
 /// Logs how far a stream got, at each tenth of its ranges.
 fn log_progress(what: &str, stats: &StreamStats) {
     let (done, total) = (stats.ranges, stats.ranges_total);
@@ -623,20 +583,6 @@ mod tests {
     use crate::coordinator::testing::{insert, int_partition, TestCluster};
     use crate::executor::{WriteKind, WriteRequest};
     use crate::storage::Slice;
-
-    #[test]
-    fn the_pacer_shares_the_rate_among_concurrent_pages() {
-        let t0 = tokio::time::Instant::now();
-        let second = Duration::from_secs(1);
-        assert_eq!(Pacer::new(0).book(1 << 20, t0), None, "0 is unthrottled");
-        let pacer = Pacer::new(1_000_000);
-        // Two lanes send a page of 1 MB each at the same moment: together they take 2 s.
-        assert_eq!(pacer.book(1_000_000, t0), Some(t0 + second));
-        assert_eq!(pacer.book(1_000_000, t0), Some(t0 + 2 * second));
-        // A page that starts after the booked time is paid from its own start.
-        let later = t0 + 5 * second;
-        assert_eq!(pacer.book(500_000, later), Some(later + second / 2));
-    }
 
     /// On how many of `nodes` key `k` of `table` is stored.
     fn copies(cluster: &TestCluster, nodes: &[usize], table: TableId, k: i32) -> usize {

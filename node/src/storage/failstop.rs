@@ -29,8 +29,8 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 
 use super::{
-    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgeStats, ScanRange, Seconds,
-    Slice, StorageError, TableId,
+    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgePage, ScanRange, Seconds, Slice,
+    StorageError, TableId,
 };
 
 /// An engine that stops serving after its first sign of corruption or of a failed write.
@@ -157,13 +157,17 @@ impl Engine for FailStop {
         self.guard("checkpoint", |e| e.checkpoint())
     }
 
-    fn purge(
+    fn purge_page(
         &self,
         table: TableId,
+        after: Option<&PartitionKey>,
+        max_partitions: usize,
         now: Seconds,
         gc_grace: Seconds,
-    ) -> Result<PurgeStats, StorageError> {
-        self.guard("purge", |e| e.purge(table, now, gc_grace))
+    ) -> Result<PurgePage, StorageError> {
+        self.guard("purge", |e| {
+            e.purge_page(table, after, max_partitions, now, gc_grace)
+        })
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
@@ -258,8 +262,15 @@ mod tests {
             }
             Ok(())
         }
-        fn purge(&self, t: TableId, now: Seconds, g: Seconds) -> Result<PurgeStats, StorageError> {
-            self.inner.purge(t, now, g)
+        fn purge_page(
+            &self,
+            t: TableId,
+            after: Option<&PartitionKey>,
+            max: usize,
+            now: Seconds,
+            g: Seconds,
+        ) -> Result<PurgePage, StorageError> {
+            self.inner.purge_page(t, after, max, now, g)
         }
         fn meta_put(&self, k: &[u8], v: &[u8]) -> Result<(), StorageError> {
             self.inner.meta_put(k, v)

@@ -12,8 +12,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::partition::{mutation_atoms, PartitionState};
 use super::{
-    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgeStats, ScanRange, Seconds,
-    Slice, StorageError, TableId,
+    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgePage, ScanRange, Seconds, Slice,
+    StorageError, TableId,
 };
 
 #[derive(Debug, Default)]
@@ -114,29 +114,49 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
-    fn purge(
+    fn purge_page(
         &self,
         table: TableId,
+        after: Option<&PartitionKey>,
+        max_partitions: usize,
         now: Seconds,
         gc_grace: Seconds,
-    ) -> Result<PurgeStats, StorageError> {
+    ) -> Result<PurgePage, StorageError> {
+        let max_partitions = max_partitions.max(1);
         let mut inner = self.write();
-        let mut total = PurgeStats::default();
+        let mut page = PurgePage::default();
         let Some(partitions) = inner.tables.get_mut(&table) else {
-            return Ok(total);
+            return Ok(page);
         };
-        partitions.retain(|_, state| {
+        let from = match after {
+            Some(after) => Bound::Excluded(after.clone()),
+            None => Bound::Unbounded,
+        };
+        let keys: Vec<PartitionKey> = partitions
+            .range((from, Bound::Unbounded))
+            .take(max_partitions)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &keys {
+            let Some(state) = partitions.get_mut(key) else {
+                continue;
+            };
             let (stats, removed) = state.plan_purge(now, gc_grace);
-            for key in &removed {
-                state.remove(key);
+            for atom in &removed {
+                state.remove(atom);
             }
-            total.add(stats);
-            !state.is_empty()
-        });
+            page.stats.add(stats);
+            if state.is_empty() {
+                partitions.remove(key);
+            }
+        }
         if partitions.is_empty() {
             inner.tables.remove(&table);
         }
-        Ok(total)
+        if keys.len() == max_partitions {
+            page.resume_after = keys.last().cloned();
+        }
+        Ok(page)
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {

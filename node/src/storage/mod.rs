@@ -164,21 +164,34 @@ pub struct Mutation {
 }
 
 impl Mutation {
-    /// Whether applying this may leave something for a purge to remove one day: a deletion of
-    /// any kind (which also shadows older data) or a value with a TTL. Plain writes replace
-    /// their slot's previous version and leave nothing behind.
-    pub fn may_need_purge(&self) -> bool {
-        self.partition_deletion.is_some()
+    /// When a purge may first find something this mutation left behind, as the time a table's
+    /// `gc_grace_seconds` is counted from ([`Engine::purge`] removes it once `now - gc_grace`
+    /// is past that time): `None` when nothing (plain writes replace their slot's previous
+    /// version and leave nothing behind); [`Seconds::MIN`], at once, when it deletes anything
+    /// but a single cell (the data it shadows can go at the next pass); else the earliest local
+    /// deletion time of its cell tombstones and expiry of its TTLs.
+    pub fn purge_from(&self) -> Option<Seconds> {
+        let deletes = self.partition_deletion.is_some()
             || !self.range_deletions.is_empty()
-            || self.rows.iter().any(|row| {
-                row.deletion.is_some()
-                    || !row.collection_deletions.is_empty()
-                    || row.liveness.as_ref().is_some_and(Liveness::is_expiring)
-                    || row
-                        .cells
-                        .iter()
-                        .any(|(_, cell)| cell.is_tombstone() || cell.is_expiring())
-            })
+            || self
+                .rows
+                .iter()
+                .any(|row| row.deletion.is_some() || !row.collection_deletions.is_empty());
+        if deletes {
+            return Some(Seconds::MIN);
+        }
+        let liveness = self
+            .rows
+            .iter()
+            .filter_map(|row| row.liveness.filter(Liveness::is_expiring))
+            .map(|l| l.expires_at);
+        let cells = self
+            .rows
+            .iter()
+            .flat_map(|row| &row.cells)
+            .filter(|(_, cell)| cell.is_tombstone() || cell.is_expiring())
+            .map(|(_, cell)| cell.local_deletion_time);
+        liveness.chain(cells).min()
     }
 }
 
@@ -279,6 +292,9 @@ pub struct PurgeStats {
     /// Deletions and expiring cells kept because they are not old enough yet: a later purge
     /// may remove them.
     pub waiting: u64,
+    /// The earliest local deletion time or expiry among the `waiting` ones: the purge that
+    /// runs once `now - gc_grace` is past it removes at least one of them.
+    pub next: Option<Seconds>,
 }
 
 impl PurgeStats {
@@ -287,6 +303,31 @@ impl PurgeStats {
         self.cells_purged += other.cells_purged;
         self.tombstones_purged += other.tombstones_purged;
         self.waiting += other.waiting;
+        self.next = earliest(self.next, other.next);
+    }
+}
+
+/// Partitions per page of [`Engine::purge`].
+pub const PURGE_PAGE: usize = 256;
+
+/// What one page of a purge did ([`Engine::purge_page`]).
+#[derive(Debug, Default)]
+pub struct PurgePage {
+    /// What it removed and kept.
+    pub stats: PurgeStats,
+    /// Where the next page starts (after this partition); `None` once the table is done.
+    pub resume_after: Option<PartitionKey>,
+    /// Bytes of stored data it read: what a throttle counts.
+    pub bytes_read: u64,
+    /// The first error of a partition it skipped because its data is corrupt.
+    pub skipped: Option<StorageError>,
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<Seconds>, b: Option<Seconds>) -> Option<Seconds> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -367,12 +408,44 @@ pub trait Engine: Send + Sync + 'static {
     /// deletion (purged or not) goes whatever its age. A younger tombstone stays and keeps
     /// shadowing older data that arrives late. Reads at `now` see the same live data before and
     /// after.
+    ///
+    /// A partition whose data is corrupt is skipped, the others purged; the first such error is
+    /// returned at the end.
     fn purge(
         &self,
         table: TableId,
         now: Seconds,
         gc_grace: Seconds,
-    ) -> Result<PurgeStats, StorageError>;
+    ) -> Result<PurgeStats, StorageError> {
+        let mut total = PurgeStats::default();
+        let mut after = None;
+        let mut skipped = None;
+        loop {
+            let page = self.purge_page(table, after.as_ref(), PURGE_PAGE, now, gc_grace)?;
+            total.add(page.stats);
+            skipped = skipped.or(page.skipped);
+            match page.resume_after {
+                Some(last) => after = Some(last),
+                None => break,
+            }
+        }
+        match skipped {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+
+    /// One page of [`Engine::purge`]: at most `max_partitions` partitions of `table`, in ring
+    /// order from just after `after` (from the first when `None`), so that a caller can pace
+    /// the walk and let other work run between pages.
+    fn purge_page(
+        &self,
+        table: TableId,
+        after: Option<&PartitionKey>,
+        max_partitions: usize,
+        now: Seconds,
+        gc_grace: Seconds,
+    ) -> Result<PurgePage, StorageError>;
 
     /// Node-local metadata: put, get, delete, and list by prefix (in key order).
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;

@@ -258,7 +258,7 @@ impl PartitionState {
         let purgeable = |d: &Deletion| d.local_deletion_time < gc_before;
         let mut stats = PurgeStats::default();
         let mut removed = Vec::new();
-        let mut waiting = 0u64;
+        let mut waiting = Waiting::default();
         let mut tombstone = |key: AtomKey, removed: &mut Vec<AtomKey>| {
             stats.tombstones_purged += 1;
             removed.push(key);
@@ -269,14 +269,14 @@ impl PartitionState {
             if purgeable(d) {
                 tombstone(AtomKey::PartitionDeletion, &mut removed);
             } else {
-                waiting += 1;
+                waiting.add(d.local_deletion_time);
             }
         }
         for ((s, e), d) in &self.ranges {
             if !survives(d.timestamp, floor) || purgeable(d) {
                 tombstone(AtomKey::RangeDeletion(s.clone(), e.clone()), &mut removed);
             } else {
-                waiting += 1;
+                waiting.add(d.local_deletion_time);
             }
         }
         // Coverage uses every stored deletion, purgeable or not: what a purged deletion shadowed
@@ -294,7 +294,7 @@ impl PartitionState {
                 if !survives(d.timestamp, cover) || purgeable(d) {
                     tombstone(AtomKey::RowDeletion(c.clone()), &mut removed);
                 } else {
-                    waiting += 1;
+                    waiting.add(d.local_deletion_time);
                 }
             }
             let shadow = max_ts(cover, row.deletion.map(|d| d.timestamp));
@@ -303,14 +303,14 @@ impl PartitionState {
                     cells_purged += 1;
                     removed.push(AtomKey::Liveness(c.clone()));
                 } else if l.is_expiring() {
-                    waiting += 1;
+                    waiting.add(l.expires_at);
                 }
             }
             for (col, d) in &row.collection_deletions {
                 if !survives(d.timestamp, shadow) || purgeable(d) {
                     tombstone(AtomKey::CollectionDeletion(c.clone(), *col), &mut removed);
                 } else {
-                    waiting += 1;
+                    waiting.add(d.local_deletion_time);
                 }
             }
             for (k, cell) in &row.cells {
@@ -329,13 +329,28 @@ impl PartitionState {
                         removed.push(AtomKey::Cell(c.clone(), k.clone()));
                     }
                 } else if cell.is_tombstone() || cell.is_expiring() {
-                    waiting += 1;
+                    waiting.add(cell.local_deletion_time);
                 }
             }
         }
         stats.cells_purged = cells_purged;
-        stats.waiting = waiting;
+        stats.waiting = waiting.count;
+        stats.next = waiting.next;
         (stats, removed)
+    }
+}
+
+/// What a purge plan keeps for a later pass: how many, and the earliest time among them.
+#[derive(Default)]
+struct Waiting {
+    count: u64,
+    next: Option<Seconds>,
+}
+
+impl Waiting {
+    fn add(&mut self, at: Seconds) {
+        self.count += 1;
+        self.next = Some(self.next.map_or(at, |n| n.min(at)));
     }
 }
 
@@ -517,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn only_deletions_and_ttls_may_need_a_purge() {
+    fn only_deletions_and_ttls_may_need_a_purge_and_when() {
         let row = |update: RowUpdate| Mutation {
             table: uuid::Uuid::nil(),
             partition: pk(),
@@ -541,27 +556,36 @@ mod tests {
                 ..RowUpdate::default()
             })
         };
-        assert!(!cell(Cell::live(1, b"v".to_vec())).may_need_purge());
-        assert!(cell(Cell::tombstone(1, 100)).may_need_purge());
-        assert!(cell(Cell::expiring(1, 60, 100, b"v".to_vec())).may_need_purge());
-        assert!(row(RowUpdate {
-            liveness: Some(Liveness::expiring(1, 60, 100)),
-            ..RowUpdate::default()
-        })
-        .may_need_purge());
-        assert!(row(RowUpdate {
-            deletion: Some(Deletion::new(1, 100)),
-            ..RowUpdate::default()
-        })
-        .may_need_purge());
-        assert!(row(RowUpdate {
-            collection_deletions: vec![(1, Deletion::new(1, 100))],
-            ..RowUpdate::default()
-        })
-        .may_need_purge());
-        let mut whole = cell(Cell::live(1, b"v".to_vec()));
+        assert_eq!(cell(Cell::live(1, b"v".to_vec())).purge_from(), None);
+        // A cell tombstone or TTL replaces its slot: due from its own time.
+        assert_eq!(cell(Cell::tombstone(1, 100)).purge_from(), Some(100));
+        assert_eq!(
+            cell(Cell::expiring(1, 60, 160, b"v".to_vec())).purge_from(),
+            Some(160)
+        );
+        let mut two = cell(Cell::expiring(1, 60, 160, b"v".to_vec()));
+        two.rows[0].liveness = Some(Liveness::expiring(1, 30, 130));
+        assert_eq!(two.purge_from(), Some(130), "the earliest of them");
+        // Deletions shadow other slots: due at once.
+        assert_eq!(
+            row(RowUpdate {
+                deletion: Some(Deletion::new(1, 100)),
+                ..RowUpdate::default()
+            })
+            .purge_from(),
+            Some(Seconds::MIN)
+        );
+        assert_eq!(
+            row(RowUpdate {
+                collection_deletions: vec![(1, Deletion::new(1, 100))],
+                ..RowUpdate::default()
+            })
+            .purge_from(),
+            Some(Seconds::MIN)
+        );
+        let mut whole = cell(Cell::expiring(1, 60, 160, b"v".to_vec()));
         whole.partition_deletion = Some(Deletion::new(1, 100));
-        assert!(whole.may_need_purge());
+        assert_eq!(whole.purge_from(), Some(Seconds::MIN));
     }
 
     #[test]
@@ -600,6 +624,7 @@ mod tests {
                 cells_purged: 1,
                 tombstones_purged: 0,
                 waiting: 1,
+                next: Some(100),
             }
         );
         assert_eq!(removed, vec![AtomKey::Liveness(b"a".to_vec())]);
@@ -611,6 +636,7 @@ mod tests {
                 cells_purged: 1,
                 tombstones_purged: 1,
                 waiting: 0,
+                next: None,
             }
         );
     }

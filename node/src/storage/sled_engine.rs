@@ -114,8 +114,8 @@ use super::sled_format::{
     rows_section, table_prefix,
 };
 use super::{
-    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgeStats, ScanRange, Seconds,
-    Slice, StorageError, TableId,
+    Engine, MetaEntry, Mutation, PartitionData, PartitionKey, PurgePage, PurgeStats, ScanRange,
+    Seconds, Slice, StorageError, TableId,
 };
 
 /// The commit log's directory, inside the database's.
@@ -695,10 +695,12 @@ impl SledEngine {
         prefix: &[u8],
         now: Seconds,
         gc_grace: Seconds,
-    ) -> Result<PurgeStats, StorageError> {
+    ) -> Result<(PurgeStats, u64), StorageError> {
         let mut state = PartitionState::default();
+        let mut bytes = 0u64;
         for item in self.data.scan_prefix(prefix) {
             let (k, v) = item.map_err(map_sled_error)?;
+            bytes += (k.len() + v.len()) as u64;
             let key = decode_atom_key(&k[prefix.len()..])?;
             let value = decode_value(&key, &v)?;
             state.merge_atom(key, value).map_err(|_| kind_mismatch())?;
@@ -714,7 +716,7 @@ impl SledEngine {
                 self.data.remove(key).map_err(map_sled_error)?;
             }
         }
-        Ok(stats)
+        Ok((stats, bytes))
     }
 }
 
@@ -825,18 +827,31 @@ impl Engine for SledEngine {
         self.durability.checkpoint()
     }
 
-    fn purge(
+    fn purge_page(
         &self,
         table: TableId,
+        after: Option<&PartitionKey>,
+        max_partitions: usize,
         now: Seconds,
         gc_grace: Seconds,
-    ) -> Result<PurgeStats, StorageError> {
+    ) -> Result<PurgePage, StorageError> {
         let table_start = table_prefix(table);
         let upper = prefix_successor(&table_start);
-        let mut lower = table_start;
-        let mut total = PurgeStats::default();
-        let mut first_error = None;
-        while let Some(key) = self.first_key(&lower, upper.as_deref())? {
+        let mut lower = match after {
+            Some(after) => {
+                let mut p = partition_prefix(table, after);
+                p.push(0xFF);
+                p
+            }
+            None => table_start,
+        };
+        let mut page = PurgePage::default();
+        let mut visited = 0;
+        while visited < max_partitions.max(1) {
+            let Some(key) = self.first_key(&lower, upper.as_deref())? else {
+                page.resume_after = None; // the end of the table
+                return Ok(page);
+            };
             let (_, partition, used) = decode_partition(&key)?;
             let prefix = &key[..used];
             let result = {
@@ -847,21 +862,23 @@ impl Engine for SledEngine {
                 self.purge_locked(prefix, now, gc_grace)
             };
             match result {
-                Ok(stats) => total.add(stats),
+                Ok((stats, bytes)) => {
+                    page.stats.add(stats);
+                    page.bytes_read += bytes;
+                }
                 // A corrupt partition must not stop the purge of the others; report it at the end.
                 Err(e @ StorageError::Corrupt(_)) => {
                     tracing::warn!(%table, token = partition.token, error = %e, "purge skipped a corrupt partition");
-                    first_error.get_or_insert(e);
+                    page.skipped.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
             lower = prefix.to_vec();
             lower.push(0xFF);
+            visited += 1;
+            page.resume_after = Some(partition);
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(total),
-        }
+        Ok(page)
     }
 
     fn meta_put(&self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
