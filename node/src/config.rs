@@ -241,7 +241,9 @@ pub struct Config {
     )]
     pub hinted_handoff_throttle: u64,
     /// Most bytes per second the purge of expired data and old tombstones reads, e.g. `64MiB`
-    /// (Cassandra's `compaction_throughput`); 0 is unthrottled.
+    /// (Cassandra's `compaction_throughput`, whose default is 64 MiB/s of compaction); 0 is
+    /// unthrottled. 16 MiB/s by default: unthrottled, a pass over 1 GB under load peaks
+    /// 120 MB higher in resident memory (BENCHMARKS.md, `bench/run` purge part).
     #[serde(
         deserialize_with = "deserialize_byte_size",
         serialize_with = "serialize_byte_size"
@@ -302,7 +304,7 @@ impl Default for Config {
             max_hints_size: 1 << 30,
             hinted_handoff_throttle: 1 << 20,
             stream_throughput_outbound: 0,
-            compaction_throughput: 64 << 20,
+            compaction_throughput: 16 << 20,
             fault_file: None,
         }
     }

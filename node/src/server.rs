@@ -656,7 +656,13 @@ async fn purge_worker(
                 }
             }
         }
+        let trim = tokio::time::Instant::now();
         let _ = tokio::task::spawn_blocking(release_freed_memory).await;
+        tracing::info!(
+            tables = due.len(),
+            trim_ms = trim.elapsed().as_millis() as u64,
+            "purge pass done"
+        );
     }
 }
 
