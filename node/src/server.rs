@@ -26,7 +26,9 @@ use crate::config::{CommitlogSync, Config};
 use crate::cql_server::{CqlServer, ServerLimits};
 use crate::executor::{Executor, LocalNodeInfo};
 use crate::schema::{SchemaStore, TableDef};
-use crate::storage::{Engine, FailStop, PurgeStats, Seconds, SledEngine, TableId, PURGE_PAGE};
+use crate::storage::{
+    Engine, FailStop, PurgeStats, PurgeWalk, Seconds, SledEngine, TableId, PURGE_PAGE,
+};
 
 /// How long shutdown waits for in-flight requests before closing connections anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -604,6 +606,9 @@ async fn purge_worker(
     }
     let pacer = crate::pace::Pacer::new(throughput);
     let mut ticker = tokio::time::interval(PURGE_INTERVAL);
+    // A paced walk may outlast the interval: the next pass then starts one interval after it
+    // ends, not at once for every tick it missed.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate; start one interval after boot
     loop {
         tokio::select! {
@@ -676,10 +681,8 @@ async fn purge_table(
     now: Seconds,
     gc_grace: Seconds,
 ) -> Result<(PurgeStats, u64), String> {
-    let mut total = PurgeStats::default();
-    let mut bytes = 0;
+    let mut walk = PurgeWalk::default();
     let mut after = None;
-    let mut skipped = None;
     loop {
         let started = tokio::time::Instant::now();
         let engine = engine.clone();
@@ -689,18 +692,12 @@ async fn purge_table(
         .await
         .map_err(|e| format!("purge task failed: {e}"))?
         .map_err(|e| e.to_string())?;
-        total.add(page.stats);
-        bytes += page.bytes_read;
-        skipped = skipped.or(page.skipped);
-        pacer.pace(page.bytes_read, started).await;
-        match page.resume_after {
-            Some(last) => after = Some(last),
-            None => break,
+        let bytes = page.bytes_read;
+        after = walk.add(page);
+        pacer.pace(bytes, started).await;
+        if after.is_none() {
+            return walk.finish().map_err(|e| e.to_string());
         }
-    }
-    match skipped {
-        Some(e) => Err(e.to_string()),
-        None => Ok((total, bytes)),
     }
 }
 

@@ -323,8 +323,35 @@ pub struct PurgePage {
     pub skipped: Option<StorageError>,
 }
 
+/// The sum of the pages of one purge walk ([`Engine::purge_page`]).
+#[derive(Debug, Default)]
+pub struct PurgeWalk {
+    stats: PurgeStats,
+    bytes_read: u64,
+    skipped: Option<StorageError>,
+}
+
+impl PurgeWalk {
+    /// Adds a page; returns where the next page starts, `None` once the table is done.
+    pub fn add(&mut self, page: PurgePage) -> Option<PartitionKey> {
+        self.stats.add(page.stats);
+        self.bytes_read += page.bytes_read;
+        self.skipped = self.skipped.take().or(page.skipped);
+        page.resume_after
+    }
+
+    /// What the walk removed and kept, and the bytes it read; or the error of the first
+    /// partition it skipped because its data is corrupt.
+    pub fn finish(self) -> Result<(PurgeStats, u64), StorageError> {
+        match self.skipped {
+            Some(e) => Err(e),
+            None => Ok((self.stats, self.bytes_read)),
+        }
+    }
+}
+
 /// The earlier of two optional times.
-fn earliest(a: Option<Seconds>, b: Option<Seconds>) -> Option<Seconds> {
+pub(crate) fn earliest(a: Option<Seconds>, b: Option<Seconds>) -> Option<Seconds> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -417,21 +444,13 @@ pub trait Engine: Send + Sync + 'static {
         now: Seconds,
         gc_grace: Seconds,
     ) -> Result<PurgeStats, StorageError> {
-        let mut total = PurgeStats::default();
+        let mut walk = PurgeWalk::default();
         let mut after = None;
-        let mut skipped = None;
         loop {
-            let page = self.purge_page(table, after.as_ref(), PURGE_PAGE, now, gc_grace)?;
-            total.add(page.stats);
-            skipped = skipped.or(page.skipped);
-            match page.resume_after {
-                Some(last) => after = Some(last),
-                None => break,
+            after = walk.add(self.purge_page(table, after.as_ref(), PURGE_PAGE, now, gc_grace)?);
+            if after.is_none() {
+                return walk.finish().map(|(stats, _)| stats);
             }
-        }
-        match skipped {
-            Some(e) => Err(e),
-            None => Ok(total),
         }
     }
 

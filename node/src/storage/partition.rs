@@ -350,7 +350,7 @@ struct Waiting {
 impl Waiting {
     fn add(&mut self, at: Seconds) {
         self.count += 1;
-        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+        self.next = super::earliest(self.next, Some(at));
     }
 }
 
